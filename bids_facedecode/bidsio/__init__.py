@@ -1,0 +1,1 @@
+"""Reading BIDS inputs and writing BIDS derivatives. No math lives here."""

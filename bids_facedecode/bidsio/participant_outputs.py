@@ -1,0 +1,172 @@
+"""Write one participant's derivatives: maps, tables, metrics, decoder, figures, report, logs.
+
+Files are written atomically one by one; the metrics JSON files, which the group level and
+``--overwrite`` checks read as "this participant is complete", are written last.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import platform
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from .. import __version__
+from ..images import to_uint8
+from .derivatives import bids_name, write_bytes, write_json, write_nifti, write_text, write_tsv
+
+LOG = logging.getLogger(__name__)
+
+
+def _unmask(values: np.ndarray, mask_img, dtype=np.float32) -> nib.Nifti1Image:
+    mask = np.asarray(mask_img.dataobj).astype(bool)
+    vol = np.zeros(mask.shape, dtype=dtype)
+    vol[mask] = values
+    img = nib.Nifti1Image(vol, mask_img.affine)
+    img.header.set_xyzt_units("mm")
+    return img
+
+
+def participant_paths(output_dir: Path, subject: str, task: str) -> dict:
+    """Folders and name entities of a participant's outputs."""
+    root = Path(output_dir) / f"sub-{subject}"
+    return {"root": root, "func": root / "func", "figures": root / "figures",
+            "ents": {"sub": subject, "task": task}}
+
+
+def metrics_path(output_dir: Path, subject: str, task: str, space: str) -> Path:
+    """``sub-<label>/sub-<label>_task-<task>_desc-<space>_metrics.json``."""
+    return Path(output_dir) / f"sub-{subject}" / bids_name(
+        {"sub": subject, "task": task, "desc": space}, "metrics", ".json")
+
+
+def write_participant_outputs(result, settings) -> list[Path]:
+    """Write every output of one participant; returns the paths written."""
+    out = settings.output_dir
+    sub = result.subject
+    p = participant_paths(out, sub, settings.task)
+    ents = p["ents"]
+    written: list[Path] = []
+    sources = [str(r.bold.relative_to(settings.bids_dir)) for r in result.inputs.runs
+               if settings.bids_dir in r.bold.parents]
+
+    def nii(values, name_ents, suffix, sidecar, dtype=np.float32):
+        path = p["func"] / bids_name({**ents, **name_ents}, suffix, ".nii.gz")
+        written.append(write_nifti(path, _unmask(values, result.mask_img, dtype),
+                                   {**sidecar, "Sources": sources}))
+
+    mask = np.asarray(result.mask_img.dataobj).astype(bool)
+    nii(np.ones(int(mask.sum()), np.uint8), {"desc": "brain"}, "mask",
+        {"Description": "Brain mask (nilearn compute_epi_mask on the first run's mean)", "Type": "Brain"},
+        np.uint8)
+    first = next(iter(result.spaces.values()))
+    nii(first.face_t, {"desc": "facevsfixation", "stat": "t"}, "statmap",
+        {"Description": "t map of the face regressor (all training faces vs. the fixation baseline)",
+         "DegreesOfFreedom": first.dof})
+    for name, res in result.spaces.items():
+        D = res.W.shape[0] - 1
+        nii(res.f_map, {"desc": name, "stat": "F"}, "statmap",
+            {"Description": f"F test of the {D} latent regressors of the {name} space",
+             "DegreesOfFreedom": [D, res.dof]})
+        sel = np.zeros(res.f_map.size, np.uint8)
+        sel[res.selected] = 1
+        nii(sel, {"desc": f"{name}selected"}, "mask",
+            {"Description": f"The {res.selected.size} voxels with the largest latent F ({name})"})
+        if res.gender_axis is not None:
+            gmap = np.zeros(res.f_map.size, np.float32)
+            gmap[res.selected] = res.gender_axis @ res.W[:D]
+            nii(gmap, {"desc": f"{name}gender"}, "statmap",
+                {"Description": "Gender activation map: latent weights W projected on the gender axis "
+                                "(male minus female), selected voxels"})
+        table = res.per_image.copy()
+        for k in range(D):
+            table[f"decoded_z{k + 1}"] = res.test_decoded[:, k]
+        written.append(write_tsv(p["func"] / bids_name({**ents, "desc": name}, "decoding", ".tsv"), table))
+        buf = io.BytesIO()
+        np.savez_compressed(
+            buf, W=res.W.astype(np.float32), selected=res.selected.astype(np.int64),
+            z_mean=res.z_mean.astype(np.float32), mask=mask, affine=result.mask_img.affine,
+            gender_axis=res.gender_axis if res.gender_axis is not None else np.zeros(0),
+            gender_midpoint=res.gender_midpoint if res.gender_midpoint is not None else np.zeros(0),
+            space=np.array(name), version=np.array(__version__),
+        )
+        written.append(write_bytes(p["func"] / bids_name({**ents, "desc": name}, "decoder", ".npz"),
+                                   buf.getvalue()))
+        if res.reconstructions is not None:
+            written.append(_write_recon_figure(p, ents, name, res))
+    written += _write_report(result, settings)
+    for name, res in result.spaces.items():
+        doc = {
+            "subject": sub, "task": settings.task, "space": name, "version": __version__,
+            "latent_dim": int(res.W.shape[0] - 1), "n_voxels": int(res.selected.size),
+            "n_runs": len(result.inputs.runs), "n_volumes": result.inputs.n_scans,
+            "n_training_trials": len(result.inputs.train_trial_ids),
+            "n_test_images": len(result.inputs.test_ids), "device": result.device,
+            "metrics": res.metrics,
+        }
+        written.append(write_json(metrics_path(out, sub, settings.task, name), doc))
+    logs = out / "logs"
+    written.append(write_json(logs / f"sub-{sub}_config.json", {
+        **settings.to_dict(), "version": __version__, "python": platform.python_version(),
+        "timings_s": result.timings, "device_used": result.device}))
+    written.append(write_text(logs / "CITATION.md", citation_text(settings, result)))
+    return written
+
+
+def _write_recon_figure(p, ents, name, res) -> Path:
+    from ..report.figures import image_grid
+
+    fig = image_grid([("shown", res.shown), (name, res.reconstructions)])
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    path = p["figures"] / bids_name({**ents, "desc": name}, "reconstructions", ".png")
+    return write_bytes(path, buf.getvalue())
+
+
+def _write_report(result, settings) -> list[Path]:
+    from ..report.participant_report import build_participant_report
+
+    try:
+        html = build_participant_report(result, settings)
+    except Exception as exc:  # a failed report is logged, never fatal for the analysis
+        LOG.error("sub-%s: report failed: %s", result.subject, exc, exc_info=settings.verbosity > 1)
+        return []
+    return [write_text(settings.output_dir / f"sub-{result.subject}.html", html)]
+
+
+def citation_text(settings, result) -> str:
+    """A methods boilerplate with the parameters of this run."""
+    spaces = ", ".join(f"{n} (D={r.W.shape[0] - 1})" for n, r in result.spaces.items())
+    return f"""# Methods (generated by bids_facedecode {__version__})
+
+Faces were decoded from fMRI with bids_facedecode {__version__}, an implementation of the method of
+VanRullen & Reddy (2019). For each participant, all {len(result.inputs.runs)} runs of task
+'{settings.task}' were fitted jointly with a general linear model (nilearn SPM canonical HRF, cosine
+drift with a {1 / settings.high_pass:.0f} s cut-off and an intercept per run): one regressor for all
+training faces, one amplitude-modulated regressor per latent dimension, one regressor per test image and
+per imagined face, and one-back repeats as nuisance. Latent spaces: {spaces}. The {settings.n_voxels}
+voxels with the largest F statistic of the latent block were selected, and the latent vectors of the test
+images were decoded as z = b Wᵀ(WWᵀ)⁻¹ and reconstructed with each latent model's decoder.
+
+References
+- VanRullen R, Reddy L (2019). Reconstructing faces from fMRI patterns using deep generative neural
+  networks. Communications Biology 2:193. doi:10.1038/s42003-019-0438-y
+- Abraham A et al. (2014). Machine learning for neuroimaging with scikit-learn (nilearn).
+  Front Neuroinform 8:14.
+- Larsen ABL et al. (2016). Autoencoding beyond pixels using a learned similarity metric. ICML.
+"""
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """One float image as PNG bytes."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(to_uint8(image)).save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,0 +1,222 @@
+"""Command line: ``bids_facedecode bids_dir output_dir {participant,group} [options]``.
+
+This module only parses arguments and dispatches; the work lives in
+:mod:`bids_facedecode.participant` and :mod:`bids_facedecode.group`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from . import __version__
+from .config import DEFAULT_TASK, EventSpec, Settings
+from .errors import EXIT_CODES, EXIT_FAILURE, EXIT_USAGE, FaceDecodeError, UsageError
+
+LOG = logging.getLogger("bids_facedecode")
+LATENT_SPACES = ("vaegan", "pca")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def _space_file(text: str) -> tuple[str, Path]:
+    space, sep, path = text.partition("=")
+    if not sep or not space or not path:
+        raise argparse.ArgumentTypeError(f"expected SPACE=FILE, got {text!r}")
+    return space.strip().lower(), Path(path).expanduser()
+
+
+def _epilog() -> str:
+    codes = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in sorted(EXIT_CODES.items()))
+    return (
+        "exit codes:\n" + codes + "\n\n"
+        "example:\n"
+        "  bids_facedecode-simulate /data/sim\n"
+        "  bids_facedecode /data/sim /data/out participant --participant-label 01\n"
+        "  bids_facedecode /data/sim /data/out group\n"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also checked against boutiques.json by the tests)."""
+    p = argparse.ArgumentParser(
+        prog="bids_facedecode",
+        description="Decode and reconstruct seen and imagined faces from fMRI "
+                    "(VanRullen & Reddy, 2019) as a BIDS-App.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("bids_dir", type=Path, help="root of the input BIDS dataset")
+    p.add_argument("output_dir", type=Path, help="where derivatives and reports are written")
+    p.add_argument("analysis_level", choices=["participant", "group"],
+                   help="participant: fit and decode each participant; group: summarise output_dir")
+    p.add_argument("--version", action="version", version=f"bids_facedecode {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, dest="verbosity",
+                   help="more log output (-v info, -vv debug)")
+
+    sel = p.add_argument_group("selecting data")
+    sel.add_argument("--participant-label", "--participant_label", nargs="+", default=[],
+                     metavar="LABEL", help="participants to analyse (with or without 'sub-'); default all")
+    sel.add_argument("--session-label", nargs="+", default=[], metavar="LABEL",
+                     help="sessions to use (with or without 'ses-'); default all")
+    sel.add_argument("--task", default=DEFAULT_TASK, help="task label of the face runs (default: %(default)s)")
+    sel.add_argument("--bids-filter-file", type=Path, metavar="FILE",
+                     help='JSON file of extra entity filters, e.g. {"bold": {"run": [1, 2]}}')
+    sel.add_argument("--skip-bids-validation", action="store_true",
+                     help="do not run the BIDS validator on the input")
+    sel.add_argument("--bids-database-dir", type=Path, metavar="DIR",
+                     help="pybids index database folder, created or reused")
+    sel.add_argument("--stimuli-dir", type=Path, metavar="DIR",
+                     help="folder that stim_file paths are relative to (default: bids_dir/stimuli)")
+
+    lat = p.add_argument_group("latent spaces")
+    lat.add_argument("--latent-space", nargs="+", default=None, dest="latent_space",
+                     metavar="SPACE", help=f"latent spaces to decode in ({', '.join(LATENT_SPACES)}); "
+                     "default: every space with a model or a --latents table")
+    lat.add_argument("--latents", action="append", type=_space_file, default=[], metavar="SPACE=FILE",
+                     help="precomputed latents for SPACE (TSV, NPZ or MATLAB .mat keyed by stimulus "
+                          "file or content hash); repeatable")
+    lat.add_argument("--latent-model", action="append", type=_space_file, default=[],
+                     metavar="SPACE=DIR", help="a trained model directory for SPACE "
+                     "(default: the model shipped with the package); repeatable")
+
+    ev = p.add_argument_group("events (names matched case- and whitespace-insensitively)")
+    defaults = EventSpec()
+    for field, help_text in (
+        ("trial_type_column", "events column with the trial type"),
+        ("stim_column", "events column with the stimulus file"),
+        ("oneback_column", "events column flagging one-back repeats"),
+        ("imagined_column", "events column naming the imagined stimulus"),
+        ("train_type", "trial type of training faces"),
+        ("test_type", "trial type of test faces"),
+        ("null_type", "trial type of null (fixation) trials"),
+        ("imagery_type", "trial type of imagery trials"),
+    ):
+        ev.add_argument("--" + field.replace("_", "-"), default=getattr(defaults, field),
+                        help=f"{help_text} (default: %(default)s)")
+
+    model = p.add_argument_group("model and decoding")
+    model.add_argument("--n-voxels", type=_positive_int, default=2000, metavar="N",
+                       help="voxels selected by the F-test of the latent block (default: %(default)s)")
+    model.add_argument("--high-pass", type=_positive_float, default=1.0 / 128.0, metavar="HZ",
+                       help="cosine drift high-pass cutoff in Hz (default: 1/128)")
+
+    perf = p.add_argument_group("performance")
+    perf.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                      help="where the GLM runs; auto picks CUDA when present (default: %(default)s)")
+    perf.add_argument("--nprocs", "--n-cpus", type=_positive_int, default=os.cpu_count() or 1,
+                      metavar="N", help="parallel workers for reading runs (default: all cores)")
+    perf.add_argument("--mem", "--mem-gb", type=_positive_float, default=4.0, metavar="GB",
+                      help="memory budget in GB; sizes voxel chunks (default: %(default)s)")
+    perf.add_argument("-w", "--work-dir", type=Path, metavar="DIR",
+                      help="scratch folder for cached masked data (default: output_dir/../work)")
+    perf.add_argument("--seed", type=int, default=42, help="master random seed (default: %(default)s)")
+    return p
+
+
+def settings_from_args(args: argparse.Namespace, argv: list[str]) -> Settings:
+    """Check paths and combinations the parser cannot, and build :class:`Settings`."""
+    bids_dir = args.bids_dir.expanduser().resolve()
+    output_dir = args.output_dir.expanduser().resolve()
+    if not bids_dir.is_dir():
+        from .errors import NoInputError
+        raise NoInputError(f"{bids_dir}: bids_dir does not exist")
+    if output_dir == bids_dir:
+        raise UsageError(f"{output_dir}: output_dir must differ from bids_dir")
+    if bids_dir in output_dir.parents and "derivatives" not in output_dir.relative_to(bids_dir).parts:
+        raise UsageError(f"{output_dir}: output_dir is inside bids_dir; put it under "
+                         f"{bids_dir / 'derivatives'} or outside the dataset")
+    latents = dict(args.latents)
+    models = dict(args.latent_model)
+    spaces = tuple(s.lower() for s in args.latent_space) if args.latent_space else None
+    if spaces is None:
+        spaces = tuple(dict.fromkeys([*LATENT_SPACES_AVAILABLE(), *latents, *models]))
+    for space in spaces:
+        if space not in LATENT_SPACES and space not in latents and space not in models:
+            raise UsageError(f"--latent-space {space}: unknown space; use one of {', '.join(LATENT_SPACES)} "
+                             "or give --latents/--latent-model for it")
+    events = EventSpec(**{f: getattr(args, f) for f in EventSpec.__dataclass_fields__})
+    work = args.work_dir.expanduser().resolve() if args.work_dir else output_dir.parent / "work"
+    return Settings(
+        bids_dir=bids_dir, output_dir=output_dir, analysis_level=args.analysis_level,
+        participant_label=tuple(args.participant_label), session_label=tuple(args.session_label),
+        task=args.task, latent_spaces=spaces,
+        latents={k: v.resolve() for k, v in latents.items()},
+        latent_models={k: v.resolve() for k, v in models.items()},
+        stimuli_dir=args.stimuli_dir.resolve() if args.stimuli_dir else None,
+        device=args.device, work_dir=work, nprocs=args.nprocs, mem_gb=args.mem, seed=args.seed,
+        skip_bids_validation=args.skip_bids_validation,
+        bids_filter_file=args.bids_filter_file.resolve() if args.bids_filter_file else None,
+        bids_database_dir=args.bids_database_dir.resolve() if args.bids_database_dir else None,
+        n_voxels=args.n_voxels, high_pass=args.high_pass, events=events,
+        verbosity=args.verbosity, command_line=shlex.join(["bids_facedecode", *argv]),
+    )
+
+
+def LATENT_SPACES_AVAILABLE() -> list[str]:  # noqa: N802 - reads like a constant at the call site
+    """Spaces with a model shipped in the package, in the default decoding order."""
+    from .latents.registry import shipped_models
+
+    shipped = shipped_models()
+    return [s for s in LATENT_SPACES if s in shipped]
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=min(level, logging.INFO), format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr)
+    logging.getLogger("bids_facedecode").setLevel(min(level, logging.INFO))
+    for noisy in ("bids", "nilearn", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if verbosity < 2 else logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the app; returns the exit code (see ``--help``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors; the BIDS-App spec says 64
+        code = exc.code if isinstance(exc.code, int) else EXIT_FAILURE
+        return EXIT_USAGE if code == 2 else code
+    _setup_logging(args.verbosity)
+    try:
+        settings = settings_from_args(args, argv)
+        if settings.analysis_level == "participant":
+            from .participant import run_participants
+            return run_participants(settings)
+        from .group import run_group
+        return run_group(settings)
+    except FaceDecodeError as exc:
+        print(f"bids_facedecode: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("bids_facedecode: interrupted", file=sys.stderr)
+        return 130
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

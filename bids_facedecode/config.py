@@ -1,0 +1,75 @@
+"""One frozen settings object for a run, built by the CLI and saved with the outputs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+DEFAULT_TASK = "faces"
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """How to read a lab's events files (matched case- and whitespace-insensitively)."""
+
+    trial_type_column: str = "trial_type"
+    stim_column: str = "stim_file"
+    oneback_column: str = "oneback"
+    imagined_column: str = "imagined_stim_file"
+    train_type: str = "train_face"
+    test_type: str = "test_face"
+    null_type: str = "Fix"
+    imagery_type: str = "Img"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that determines a run's results. Paths are absolute."""
+
+    bids_dir: Path
+    output_dir: Path
+    analysis_level: str
+    participant_label: tuple[str, ...] = ()
+    session_label: tuple[str, ...] = ()
+    task: str = DEFAULT_TASK
+    latent_spaces: tuple[str, ...] = ("pca",)
+    latents: dict[str, Path] = field(default_factory=dict)
+    latent_models: dict[str, Path] = field(default_factory=dict)
+    stimuli_dir: Path | None = None
+    device: str = "auto"
+    work_dir: Path | None = None
+    nprocs: int = 1
+    mem_gb: float = 4.0
+    seed: int = 42
+    skip_bids_validation: bool = False
+    bids_filter_file: Path | None = None
+    bids_database_dir: Path | None = None
+    n_voxels: int = 2000
+    high_pass: float = 1.0 / 128.0
+    events: EventSpec = field(default_factory=EventSpec)
+    verbosity: int = 0
+    command_line: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary (paths as strings)."""
+        return _jsonable(asdict(self))
+
+    def save(self, path: str | Path) -> None:
+        """Write the settings as JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
