@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import stat
 import subprocess
 import sys
@@ -342,3 +343,19 @@ def test_console_script_is_declared() -> None:
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert proc.returncode == 0 and "--image" in proc.stdout
+
+
+def test_documented_commands_parse() -> None:
+    """Every `bids_facedecode-slurm` example in docs/hpc.md is accepted by the parser."""
+    from bids_facedecode.hpc.cli import build_parser
+
+    text = (REPO / "docs" / "hpc.md").read_text().replace("\\\n", " ")
+    commands = [
+        ln.strip() for ln in text.splitlines() if ln.strip().startswith("bids_facedecode-slurm /")
+    ]
+    assert len(commands) >= 2
+    for command in commands:
+        argv = shlex.split(command)[1:]
+        argv = argv[: argv.index("--")] if "--" in argv else argv
+        args = build_parser().parse_args(argv)
+        assert args.image.endswith(".sif")
