@@ -14,7 +14,7 @@
 #   TORCH_SPEC       torch requirement for the build (default: the CPU wheel found in WHEEL_DIR)
 #   TORCH_INDEX_URL  index for torch instead of a wheel folder (e.g. the PyTorch CPU index)
 #   RUN_UID/RUN_GID  user the container runs as     (default 4242:4242, not in the image)
-#   SIM_ARGS         simulator options               (default: 2 subjects, tiny)
+#   SIM_ARGS         simulator options (default: 2 subjects, 1 session, 4 runs, 8 mm)
 #   APP_ARGS         extra participant-level options (default: --nprocs 2 --device cpu)
 #   SKIP_APT=1       do not apt-get install podman/runc/debootstrap
 #   KEEP=1           keep SMOKE_DIR afterwards (it is always kept on failure)
@@ -26,7 +26,7 @@ IMAGE=${IMAGE:-localhost/bids_facedecode:ci}
 SMOKE_DIR=${SMOKE_DIR:-/var/tmp/facedecode-smoke}
 RUN_UID=${RUN_UID:-4242}
 RUN_GID=${RUN_GID:-4242}
-SIM_ARGS=${SIM_ARGS:---subjects 2 --sessions 1 --runs 2 --seed 7}
+SIM_ARGS=${SIM_ARGS:---subjects 2 --sessions 1 --runs 4 --resolution 8 --seed 7}
 APP_ARGS=${APP_ARGS:---nprocs 2 --device cpu}
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$REPO/ci/containers.conf}
 
