@@ -85,8 +85,8 @@ cd "$REPO"
 install_tools() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
-    apt-get install -y -q --no-install-recommends podman runc debootstrap \
-        containernetworking-plugins uidmap fuse-overlayfs ca-certificates
+    # With recommends: the combination checked on these machines (buildah, slirp4netns, ...).
+    apt-get install -y -q podman runc debootstrap ca-certificates
 }
 if [[ "${SKIP_APT:-0}" != 1 ]] && ! command -v podman debootstrap runc > /dev/null 2>&1; then
     step "apt install" install_tools
