@@ -85,7 +85,8 @@ RUN pip install --no-deps --no-build-isolation /src \
 ARG VERSION=0.1.0
 ARG VCS_REF=unknown
 ARG BUILD_DATE=unknown
-ARG SOURCE_URL=https://github.com/bids-apps/bids_facedecode
+# The repository URL; set it when building a release (no default guess).
+ARG SOURCE_URL=""
 LABEL org.opencontainers.image.title="bids_facedecode" \
       org.opencontainers.image.description="BIDS-App: decode and reconstruct seen and imagined faces from fMRI (VanRullen & Reddy, 2019)" \
       org.opencontainers.image.version="${VERSION}" \

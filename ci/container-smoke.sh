@@ -136,9 +136,11 @@ VERSION=$(sed -n 's/^__version__ = "\(.*\)"/\1/p' bids_facedecode/__init__.py)
 [[ -n "$VERSION" ]] || fail "cannot read __version__ from bids_facedecode/__init__.py"
 VCS_REF=$(git -C "$REPO" rev-parse HEAD 2>/dev/null || echo unknown)
 BUILD_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+SOURCE_URL=$(git -C "$REPO" remote get-url origin 2>/dev/null || true)
 
 step "image build" podman build --pull=never "${BUILD_ARGS[@]}" \
     --build-arg "VERSION=$VERSION" --build-arg "VCS_REF=$VCS_REF" --build-arg "BUILD_DATE=$BUILD_DATE" \
+    --build-arg "SOURCE_URL=$SOURCE_URL" \
     -t "$IMAGE" "$REPO"
 BUILD_SECONDS=$LAST_STEP_SECONDS
 log "image $IMAGE: $(podman image inspect --format '{{.Size}}' "$IMAGE") bytes"
