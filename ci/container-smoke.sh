@@ -138,9 +138,16 @@ VCS_REF=$(git -C "$REPO" rev-parse HEAD 2>/dev/null || echo unknown)
 BUILD_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 SOURCE_URL=$(git -C "$REPO" remote get-url origin 2>/dev/null || true)
 
+# Labels are also given with --label: podman 4.3 (buildah 1.28) reuses a cached LABEL layer even
+# when the build arguments it expands have changed, which left a stale revision on the image.
 step "image build" podman build --pull=never "${BUILD_ARGS[@]}" \
     --build-arg "VERSION=$VERSION" --build-arg "VCS_REF=$VCS_REF" --build-arg "BUILD_DATE=$BUILD_DATE" \
     --build-arg "SOURCE_URL=$SOURCE_URL" \
+    --label "org.opencontainers.image.version=$VERSION" \
+    --label "org.opencontainers.image.revision=$VCS_REF" \
+    --label "org.opencontainers.image.created=$BUILD_DATE" \
+    --label "org.opencontainers.image.source=$SOURCE_URL" \
+    --label "org.opencontainers.image.url=$SOURCE_URL" \
     -t "$IMAGE" "$REPO"
 BUILD_SECONDS=$LAST_STEP_SECONDS
 log "image $IMAGE: $(podman image inspect --format '{{.Size}}' "$IMAGE") bytes"
