@@ -51,6 +51,9 @@ class NormalEquations:
         Number of nuisance dimensions projected out (sum of each run's nuisance rank).
     names : list of str, length P
         Regressor names (the shared design columns).
+    x_ss : Tensor of shape (P,), float64
+        ``Σ_runs Σ_t x²`` before nuisance removal (to tell absent regressors from
+        regressors the nuisance explains).
     precision : {"double", "mixed"}
         Arithmetic of the per-run ``X̃ᵀỸ`` product.
     """
@@ -61,6 +64,7 @@ class NormalEquations:
     n_obs: int
     n_nuisance: int
     names: list[str]
+    x_ss: torch.Tensor
     precision: str = "double"
 
     @property
@@ -90,6 +94,7 @@ class NormalEquations:
         self.xtx += other.xtx.to(self.device)
         self.xty += other.xty.to(self.device)
         self.yty += other.yty.to(self.device)
+        self.x_ss += other.x_ss.to(self.device)
         self.n_obs += other.n_obs
         self.n_nuisance += other.n_nuisance
         return self
@@ -131,6 +136,7 @@ def new_normal_equations(
         n_obs=0,
         n_nuisance=0,
         names=names,
+        x_ss=torch.zeros((P,), dtype=GRAM_DTYPE, device=device),
         precision=precision,
     )
 
@@ -210,6 +216,7 @@ def accumulate_run(
     Q = nuisance_basis(N)
     Xt = X - Q @ (Q.T @ X)
     ne.xtx += Xt.T @ Xt
+    ne.x_ss += (X * X).sum(dim=0)
     Xt32 = Xt.to(DATA_DTYPE) if ne.precision == "mixed" else None
 
     V = ne.n_voxels
@@ -274,12 +281,19 @@ def _factor(ne: NormalEquations) -> tuple[torch.Tensor, torch.Tensor]:
     if ne.n_obs == 0:
         raise DataError("GLM: no runs were accumulated")
     d = torch.diagonal(ne.xtx)
-    empty = torch.nonzero(d <= torch.finfo(GRAM_DTYPE).tiny).flatten().tolist()
-    if empty:
-        shown = ", ".join(ne.names[i] for i in empty[:12])
+    absent = torch.nonzero(ne.x_ss <= torch.finfo(GRAM_DTYPE).tiny).flatten().tolist()
+    if absent:
+        shown = ", ".join(ne.names[i] for i in absent[:12])
         raise DataError(
-            f"design is singular: regressor(s) {shown} are zero in every run "
-            "(after nuisance removal); drop them from the design"
+            f"design is singular: regressor(s) {shown} are zero in every run; "
+            "drop them from the design"
+        )
+    explained = torch.nonzero(d <= 1e-10 * ne.x_ss).flatten().tolist()
+    if explained:
+        shown = ", ".join(ne.names[i] for i in explained[:12])
+        raise DataError(
+            f"design is singular: regressor(s) {shown} are explained by the nuisance "
+            "regressors (drift, intercept, confounds) in every run"
         )
     s = torch.sqrt(d)
     C = ne.xtx / (s[:, None] * s[None, :])
