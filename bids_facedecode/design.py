@@ -118,9 +118,7 @@ def event_regressors(
     onsets = np.asarray(onsets, dtype=np.float64).ravel()
     durations = np.asarray(durations, dtype=np.float64).ravel()
     if onsets.shape != durations.shape:
-        raise DataError(
-            f"events: {onsets.size} onsets but {durations.size} durations"
-        )
+        raise DataError(f"events: {onsets.size} onsets but {durations.size} durations")
     if not (np.all(np.isfinite(onsets)) and np.all(np.isfinite(durations))):
         raise DataError("events: onsets and durations must be finite numbers")
     if np.any(durations < 0):
@@ -326,7 +324,9 @@ def build_run_design(
 
     test_cols = [f"test_{t}" for t in test_ids]
     img_cols = [f"img_{k}" for k in imagery_ids]
-    names = [f"z{d}" for d in range(1, D + 1)] + [FACE] + test_cols + img_cols + list(nuisance_kinds)
+    names = (
+        [f"z{d}" for d in range(1, D + 1)] + [FACE] + test_cols + img_cols + list(nuisance_kinds)
+    )
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
         raise DataError(f"{where}: duplicate regressor names {dup[:5]}")

@@ -40,15 +40,21 @@ def _run(rng, n_scans=150, t_r=2.0):
             stim.append(str(rng.choice(TEST_IDS)))
         else:
             stim.append("")
-    trials = pd.DataFrame(
-        {"onset": onsets, "duration": 1.0, "kind": kinds, "stim_id": stim}
-    )
+    trials = pd.DataFrame({"onset": onsets, "duration": 1.0, "kind": kinds, "stim_id": stim})
     imagery = pd.DataFrame(
-        {"onset": [n_scans * t_r - 26.0], "duration": [12.0], "kind": ["imagery"],
-         "stim_id": ["t_c"]}
+        {
+            "onset": [n_scans * t_r - 26.0],
+            "duration": [12.0],
+            "kind": ["imagery"],
+            "stim_id": ["t_c"],
+        }
     )
     trials = pd.concat([trials, imagery], ignore_index=True)
-    latents = {s: rng.standard_normal(D) for s, k in zip(trials.stim_id, trials.kind, strict=True) if k == "train"}
+    latents = {
+        s: rng.standard_normal(D)
+        for s, k in zip(trials.stim_id, trials.kind, strict=True)
+        if k == "train"
+    }
     frame_times = np.arange(n_scans) * t_r
     return trials, latents, frame_times
 
@@ -61,7 +67,9 @@ def _nilearn_events(trials, latents):
         if r.kind == "train":
             rows.append({**base, "trial_type": "face", "modulation": 1.0})
             for d in range(D):
-                rows.append({**base, "trial_type": f"z{d + 1}", "modulation": latents[r.stim_id][d]})
+                rows.append(
+                    {**base, "trial_type": f"z{d + 1}", "modulation": latents[r.stim_id][d]}
+                )
         elif r.kind == "test":
             rows.append({**base, "trial_type": f"test_{r.stim_id}", "modulation": 1.0})
         elif r.kind == "imagery":
@@ -80,8 +88,10 @@ def test_event_regressors_match_nilearn_compute_regressor(rng):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         ref = np.column_stack(
-            [compute_regressor(([o], [d], [1.0]), "spm", frame_times)[0][:, 0]
-             for o, d in zip(onsets, durations, strict=True)]
+            [
+                compute_regressor(([o], [d], [1.0]), "spm", frame_times)[0][:, 0]
+                for o, d in zip(onsets, durations, strict=True)
+            ]
         )
     assert E.shape == (120, onsets.size)
     np.testing.assert_allclose(E, ref, rtol=0, atol=1e-12)
@@ -90,18 +100,24 @@ def test_event_regressors_match_nilearn_compute_regressor(rng):
 
 def test_run_design_equals_nilearn_design_matrix(rng):
     trials, latents, frame_times = _run(rng)
-    confounds = pd.DataFrame(rng.standard_normal((frame_times.size, 2)), columns=["motion_x", "csf"])
+    confounds = pd.DataFrame(
+        rng.standard_normal((frame_times.size, 2)), columns=["motion_x", "csf"]
+    )
     design = build_run_design(
         trials, frame_times, latents, TEST_IDS, IMG_IDS, ("oneback",), confounds
     )
     ref = make_first_level_design_matrix(
-        frame_times, _nilearn_events(trials, latents), hrf_model="spm", drift_model="cosine",
-        high_pass=1 / 128, add_regs=confounds,
+        frame_times,
+        _nilearn_events(trials, latents),
+        hrf_model="spm",
+        drift_model="cosine",
+        high_pass=1 / 128,
+        add_regs=confounds,
     )
     assert isinstance(design, RunDesign)
     assert design.shared_names == (
-        [f"z{d}" for d in range(1, D + 1)] + ["face", "test_t_a", "test_t_b", "test_t_c",
-                                              "img_t_a", "img_t_c", "oneback"]
+        [f"z{d}" for d in range(1, D + 1)]
+        + ["face", "test_t_a", "test_t_b", "test_t_c", "img_t_a", "img_t_c", "oneback"]
     )
     assert design.face_index == D and design.n_latents == D
     for j, name in enumerate(design.shared_names):
@@ -140,8 +156,12 @@ def test_large_latent_dim_is_linear_in_latents(rng):
 def test_imagery_per_trial_keys(rng):
     trials, latents, frame_times = _run(rng)
     trials = pd.concat(
-        [trials, pd.DataFrame({"onset": [10.0], "duration": [12.0], "kind": ["imagery"],
-                               "stim_id": [""]})],
+        [
+            trials,
+            pd.DataFrame(
+                {"onset": [10.0], "duration": [12.0], "kind": ["imagery"], "stim_id": [""]}
+            ),
+        ],
         ignore_index=True,
     )
     with pytest.raises(DataError, match="imagined identity"):
@@ -149,7 +169,12 @@ def test_imagery_per_trial_keys(rng):
     keys = imagery_keys(trials, "trial", "run-01")
     assert keys == ["run-01_img2", "run-01_img1"]  # numbered in onset order
     design = build_run_design(
-        trials, frame_times, latents, TEST_IDS, keys[::-1], imagery_mode="trial",
+        trials,
+        frame_times,
+        latents,
+        TEST_IDS,
+        keys[::-1],
+        imagery_mode="trial",
         run_label="run-01",
     )
     assert design.shared_names[-3:] == ["img_run-01_img1", "img_run-01_img2", "oneback"]
@@ -169,10 +194,11 @@ def test_nuisance_kinds_union():
     ("mutate", "message"),
     [
         (lambda t, c: (t.assign(kind=t.kind.replace("oneback", "catch")), c), "catch"),
-        (lambda t, c: (t.assign(stim_id=t.stim_id.where(t.kind != "train", "nope")), c),
-         "no latent"),
-        (lambda t, c: (t.assign(stim_id=t.stim_id.where(t.kind != "test", "t_zz")), c),
-         "t_zz"),
+        (
+            lambda t, c: (t.assign(stim_id=t.stim_id.where(t.kind != "train", "nope")), c),
+            "no latent",
+        ),
+        (lambda t, c: (t.assign(stim_id=t.stim_id.where(t.kind != "test", "t_zz")), c), "t_zz"),
         (lambda t, c: (t.drop(columns="duration"), c), "duration"),
         (lambda t, c: (t, c.iloc[:-1]), "rows"),
         (lambda t, c: (t, c.assign(csf=np.nan)), "csf"),

@@ -19,8 +19,10 @@ DEVICES = [
     "cpu",
     pytest.param(
         "cuda",
-        marks=[pytest.mark.cuda,
-               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")],
+        marks=[
+            pytest.mark.cuda,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
+        ],
     ),
 ]
 
@@ -45,8 +47,13 @@ def runs():
         X = rng.standard_normal((n, P))
         X[:, 8] += 0.5 * X[:, 0]  # correlated regressors
         N = _nuisance(n, 3 + r % 2, rng, n_conf=r % 3)
-        Y = (800 + 200 * rng.random(V) + X @ B + N @ rng.standard_normal((N.shape[1], V)) * 5
-             + 2 * rng.standard_normal((n, V)))
+        Y = (
+            800
+            + 200 * rng.random(V)
+            + X @ B
+            + N @ rng.standard_normal((N.shape[1], V)) * 5
+            + 2 * rng.standard_normal((n, V))
+        )
         out.append((X, Y.astype(np.float32), N))
     return out
 
@@ -95,8 +102,9 @@ def test_statistics_equal_nilearn_run_glm(runs, device):
     # residual variance against explicit residuals
     resid = Y - full @ np.linalg.lstsq(full, Y, rcond=None)[0]
     sigma2_ref = (resid**2).sum(0) / (full.shape[0] - full.shape[1])
-    np.testing.assert_allclose(glm.residual_variance(ne, betas).cpu().numpy(), sigma2_ref,
-                               rtol=1e-8)
+    np.testing.assert_allclose(
+        glm.residual_variance(ne, betas).cpu().numpy(), sigma2_ref, rtol=1e-8
+    )
 
     # F-test of the z block
     block = np.zeros((8, full.shape[1]))
