@@ -189,7 +189,8 @@ def accumulate_run(
     X_shared : array or Tensor of shape (T, P)
         The run's shared design (``RunDesign.shared``).
     Y : array or Tensor of shape (T, V), float32
-        The run's BOLD data (time by voxel).
+        The run's BOLD data (time by voxel). On a CUDA device the whole run is copied to
+        the GPU once (``T * V * 4`` bytes); the caller may pass a GPU tensor directly.
     nuisance : array or Tensor of shape (T, K)
         The run's own nuisance columns (drift, intercept, confounds).
     voxel_chunk : int, optional
@@ -219,11 +220,14 @@ def accumulate_run(
     ne.x_ss += (X * X).sum(dim=0)
     Xt32 = Xt.to(DATA_DTYPE) if ne.precision == "mixed" else None
 
+    # the run's data travel once, as float32 (zero-copy for a CPU numpy array); each voxel
+    # chunk is then widened to float64 on the device
+    Yd = _as_tensor(Y, dev)
     V = ne.n_voxels
     step = V if not voxel_chunk else max(1, int(voxel_chunk))
     for start in range(0, V, step):
         stop = min(V, start + step)
-        Yc = _as_tensor(Y[:, start:stop], dev, GRAM_DTYPE, copy=True)  # modified below
+        Yc = Yd[:, start:stop].to(dtype=GRAM_DTYPE, copy=True)  # modified in place below
         Yc -= Q @ (Q.T @ Yc)
         ssq = (Yc * Yc).sum(dim=0)
         if not bool(torch.isfinite(ssq).all()):
