@@ -97,3 +97,57 @@ def test_forward_map_extracts_z_and_face_rows():
     np.testing.assert_array_equal(W, betas[:3][:, [5, 0]])
     with pytest.raises(DataError, match="z1..zD"):
         forward_map(betas, ["a", "z2", "face", "x"])
+
+
+def test_end_to_end_design_glm_decode_recovers_simulated_latents():
+    """Runs simulated from a known linear brain: design -> GLM -> F selection -> decoding."""
+    import pandas as pd
+
+    from bids_facedecode import glm
+    from bids_facedecode.design import build_run_design
+    from bids_facedecode.evaluate import pairwise_identification
+
+    rng = np.random.default_rng(42)
+    D, V, n_runs, n_test = 12, 300, 8, 10
+    responsive = np.arange(V) < 150
+    W_true = rng.standard_normal((D + 1, V)) * responsive
+    train_z = {f"h{i}": rng.standard_normal(D) for i in range(n_runs * 120)}
+    test_ids = [f"t{i}" for i in range(n_test)]
+    test_z = rng.standard_normal((n_test, D))
+    z_mean = np.mean(list(train_z.values()), axis=0)
+    centred = {k: v - z_mean for k, v in train_z.items()}
+    train_keys = iter(train_z)
+
+    frame_times = np.arange(195) * 2.0
+    names = None
+    ne = None
+    for _ in range(n_runs):
+        onsets = np.arange(6.0, 360.0, 3.0)
+        kinds = rng.choice(["train"] * 4 + ["test", "null"], onsets.size)
+        stim = [
+            next(train_keys) if k == "train" else (str(rng.choice(test_ids)) if k == "test" else "")
+            for k in kinds
+        ]
+        trials = pd.DataFrame({"onset": onsets, "duration": 1.0, "kind": kinds, "stim_id": stim})
+        design = build_run_design(trials, frame_times, centred, test_ids, nuisance_kinds=())
+        # the brain: z block and face map W_true, test images respond with their own latents
+        B_true = np.vstack([W_true, (test_z - z_mean) @ W_true[:D] + W_true[D]])
+        Y = design.shared @ B_true + design.nuisance @ rng.standard_normal(
+            (design.nuisance.shape[1], V)
+        )
+        Y = (Y + 0.5 * rng.standard_normal(Y.shape) + 500).astype(np.float32)
+        if ne is None:
+            names = design.shared_names
+            ne = glm.new_normal_equations(names, V)
+        glm.accumulate_run(ne, design.shared, Y, design.nuisance)
+
+    betas = glm.solve(ne)
+    F = glm.f_statistic(ne, betas, names[:D]).numpy()
+    selected = select_voxels(F, 100)
+    assert responsive[selected].all()  # the F map finds the latent-coding voxels
+    W = forward_map(betas, names, selected)
+    B_test = betas.numpy()[[names.index(f"test_{t}") for t in test_ids]][:, selected]
+    Z_hat = decode_latents(B_test, W, z_mean, face_index=D)
+    per_item, mean = pairwise_identification(Z_hat, test_z)
+    assert mean > 0.95
+    assert np.corrcoef(Z_hat.ravel(), test_z.ravel())[0, 1] > 0.9
