@@ -194,8 +194,8 @@ def accumulate_run(
     nuisance : array or Tensor of shape (T, K)
         The run's own nuisance columns (drift, intercept, confounds).
     voxel_chunk : int, optional
-        Process this many voxels at a time (bounds temporary memory to about
-        ``T * voxel_chunk * 12`` bytes); all at once when omitted.
+        Process this many voxels at a time (temporaries of about ``16 * T * voxel_chunk``
+        bytes; see :func:`plan_voxel_chunk`); all voxels at once when omitted.
     """
     dev = ne.device
     X = _as_tensor(X_shared, dev, GRAM_DTYPE)
