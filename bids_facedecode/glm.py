@@ -263,6 +263,40 @@ def column_indices(ne: NormalEquations, columns) -> list[int]:
     return out
 
 
+def subset(ne: NormalEquations, columns) -> NormalEquations:
+    """Normal equations of the model restricted to some regressors.
+
+    The Gram and cross-product blocks of a subset of columns are sub-blocks of the full ones,
+    so several models that share most regressors (e.g. one per latent space) are fitted from
+    a single pass over the data.
+
+    Parameters
+    ----------
+    ne : NormalEquations
+    columns : sequence of str or int
+        The regressors to keep, in the order wanted.
+
+    Returns
+    -------
+    NormalEquations
+        Views are not shared: the result owns its tensors.
+    """
+    idx = column_indices(ne, columns)
+    if len(set(idx)) != len(idx):
+        raise DataError("subset: a regressor is selected twice")
+    it = torch.as_tensor(idx, device=ne.device)
+    return NormalEquations(
+        xtx=ne.xtx[it][:, it].clone(),
+        xty=ne.xty[it].clone(),
+        yty=ne.yty.clone(),
+        n_obs=ne.n_obs,
+        n_nuisance=ne.n_nuisance,
+        names=[ne.names[i] for i in idx],
+        x_ss=ne.x_ss[it].clone(),
+        precision=ne.precision,
+    )
+
+
 def _collinear_message(ne: NormalEquations, C: torch.Tensor) -> str:
     evals, evecs = torch.linalg.eigh(C)
     small = evals <= RCOND * evals[-1]

@@ -210,13 +210,6 @@ def compute_latents(spaces: list[LatentSpace], inputs: ParticipantInputs) -> Joi
                         train_raw)
 
 
-def voxel_chunk_size(mem_gb: float, n_scans: int, n_regressors: int) -> int:
-    """Voxels per chunk so a chunk's temporaries (about 3 float64 copies of a run's chunk plus
-    its share of XᵀY) stay within a quarter of ``mem_gb``."""
-    per_voxel = 8 * (3 * n_scans + 2 * n_regressors)
-    return max(256, int(mem_gb * 2**30 / 4 / per_voxel))
-
-
 def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.ndarray,
                   settings: Settings, device: torch.device, cache_dir: Path | None):
     """Stream the runs through the design and the normal equations (one pass over the data).
@@ -242,7 +235,9 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
             )
             if ne is None:
                 ne = glm.new_normal_equations(design.shared_names, n_vox, device)
-                chunk = voxel_chunk_size(settings.mem_gb, run.n_scans, len(design.shared_names))
+                longest = max(r.n_scans for r in inputs.runs)
+                chunk = glm.plan_voxel_chunk(int(settings.mem_gb * 2**30), len(design.shared_names),
+                                             n_vox, longest)
             Y = futures[k].result()
             futures[k] = None
             nxt = k + max(1, settings.nprocs) + 1
@@ -313,6 +308,7 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
     })
     rng = np.random.default_rng(settings.seed)
     per_lat, mean_lat = evaluate.pairwise_identification(test_dec, test_true)
+    mean_lat = float(mean_lat)
     metrics["pairwise_latent"] = {
         "value": mean_lat, "chance": 0.5, "n": len(test_true), "test": "permutation",
         "p_value": evaluate.identification_permutation_p(test_dec, test_true, 1000, rng),
@@ -326,6 +322,7 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
         recon = space.model.decode(test_dec)
         flat_r, flat_s = recon.reshape(len(recon), -1), shown.reshape(len(shown), -1)
         per_img, mean_img = evaluate.pairwise_identification(flat_r, flat_s)
+        mean_img = float(mean_img)
         metrics["pairwise_image"] = {
             "value": mean_img, "chance": 0.5, "n": len(shown), "test": "permutation",
             "p_value": evaluate.identification_permutation_p(flat_r, flat_s, 1000, rng),
@@ -348,9 +345,11 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
         axis, midpoint = evaluate.gender_axis(latents.train_raw[space.name][labelled],
                                               train_gender[labelled] == "M")
         ok = np.isin(test_gender, ["M", "F"])
-        acc, n, p, correct = evaluate.gender_accuracy(test_dec[ok], test_gender[ok] == "M", axis, midpoint)
-        metrics["gender_accuracy"] = {"value": acc, "chance": 0.5, "n": n, "test": "binomial",
-                                      "p_value": p}
+        is_male = test_gender[ok] == "M"
+        acc, n, p = evaluate.gender_accuracy(test_dec[ok], is_male, axis, midpoint)
+        metrics["gender_accuracy"] = {"value": float(acc), "chance": 0.5, "n": int(n),
+                                      "test": "binomial", "p_value": float(p)}
+        correct = ((test_dec[ok] - midpoint) @ axis > 0) == is_male
         per_image["gender_correct"] = pd.array([None] * len(per_image), dtype="boolean")
         per_image.loc[ok, "gender_correct"] = correct
     else:
@@ -363,7 +362,7 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
             idx = np.array([inputs.test_ids.index(inputs.imagery_ids[i]) for i in in_test])
             per_imag, mean_imag = evaluate.imagery_identification(img_dec[in_test], idx, test_true)
             metrics["imagery_pairwise"] = {
-                "value": mean_imag, "chance": 0.5, "n": len(in_test), "test": "permutation",
+                "value": float(mean_imag), "chance": 0.5, "n": len(in_test), "test": "permutation",
                 "p_value": evaluate.imagery_permutation_p(img_dec[in_test], idx, test_true, 1000, rng),
             }
     return SpaceResult(space.name, f_map, face_t, selected, W, z_mean, test_true, test_dec, img_dec,
