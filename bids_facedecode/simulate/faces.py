@@ -158,7 +158,7 @@ def _render_chunk(p: np.ndarray, size: int) -> np.ndarray:
     a = np.clip(0.47 + 0.04 * f["face_width"], 0.34, 0.62)  # face half width
     b = np.clip(0.60 + 0.045 * f["face_height"], 0.46, 0.74)  # face half height
     cy = np.full(n, -0.02, dtype=np.float32)
-    taper = np.clip(0.28 - 0.09 * f["jaw"], 0.02, 0.55)
+    taper = np.clip(0.28 - 0.12 * f["jaw"], 0.0, 0.6)
 
     # colours
     lum = np.clip(0.80 + 0.09 * f["skin_tone"], 0.35, 0.98)
@@ -260,7 +260,7 @@ def _render_chunk(p: np.ndarray, size: int) -> np.ndarray:
 
     # nose: a side shadow from eye level to the tip, a tip and two nostrils
     ny = cy + np.clip(0.20 + 0.035 * f["nose_length"], 0.12, 0.28) * b / 0.6
-    nw = np.clip(0.055 + 0.011 * f["nose_width"], 0.03, 0.09)
+    nw = np.clip(0.055 + 0.014 * f["nose_width"], 0.025, 0.095)
     NY, NW = _col(ny), _col(nw)
     ridge_x = -np.sign(light + 1e-6) * NW * 0.7
     d_ridge = _box_d(X, Y, ridge_x, (EY + NY) / 2.0, 0.012, (NY - EY) / 2.0, 0.01)
@@ -272,11 +272,11 @@ def _render_chunk(p: np.ndarray, size: int) -> np.ndarray:
 
     # mouth: a curved lip band and a dark line
     my = ny + (cy + b * 0.5 - ny) * 0.55 + 0.03
-    mw = np.clip(0.14 + 0.022 * f["mouth_width"], 0.08, 0.22) * a / 0.47
+    mw = np.clip(0.14 + 0.03 * f["mouth_width"], 0.07, 0.23) * a / 0.47
     curve = 0.045 * np.tanh(0.8 * f["mouth_curve"])
     MY, MW = _col(my), _col(mw)
     ym = Y - (MY - _col(curve) * (X / MW) ** 2)
-    lip_mix = np.clip(0.45 + 0.14 * f["lip_color"], 0.1, 0.9)[:, None]
+    lip_mix = np.clip(0.45 + 0.18 * f["lip_color"], 0.05, 0.95)[:, None]
     lips = (1.0 - lip_mix) * skin + lip_mix * np.array([0.78, 0.25, 0.28], np.float32)
     _blend(img, _coverage(_ellipse_d(X, ym, 0.0, 0.0, MW, 0.034), px), lips)
     _blend(img, _coverage(_ellipse_d(X, ym, 0.0, 0.0, MW * 0.95, 0.008), px) * 0.8, dark + 0.2)
