@@ -307,7 +307,9 @@ def train_vaegan(data: FaceImages, out_dir: str | Path, arch: VAEGANArch,
             sampler.set_epoch(epoch, start_batch)
             loader = DataLoader(data, batch_size=batch_size, sampler=sampler, drop_last=True,
                                 num_workers=opts.workers, pin_memory=device.type == "cuda",
-                                persistent_workers=False)
+                                persistent_workers=False,
+                                # its own generator: the global RNG (noise) stays resumable
+                                generator=torch.Generator().manual_seed(opts.seed + epoch))
             b = start_batch
             t0 = time.perf_counter()
             for x in loader:
