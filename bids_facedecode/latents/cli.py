@@ -1,0 +1,148 @@
+"""``bids_facedecode-train-latents``: train a PCA or VAE-GAN latent model on face images.
+
+Example::
+
+    bids_facedecode-train-latents --images faces/ --space vaegan --arch small \\
+        --out models/vaegan --epochs 20 --device auto
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ..errors import EXIT_FAILURE, EXIT_SUCCESS, FaceDecodeError, UsageError
+from .datasets import FaceImages
+from .train import TrainOptions, train_pca, train_vaegan
+from .vaegan_nets import ARCHS, get_arch
+
+
+def _positive_int(value: str) -> int:
+    try:
+        v = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return v
+
+
+def _nonneg_int(value: str) -> int:
+    try:
+        v = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}")
+    return v
+
+
+def _positive_float(value: str) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
+    return v
+
+
+def _fraction(value: str) -> float:
+    v = _positive_float(value)
+    if v > 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value!r}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the training command."""
+    d = TrainOptions()
+    p = argparse.ArgumentParser(
+        prog="bids_facedecode-train-latents",
+        description="Train a latent face model (PCA eigenfaces or a VAE-GAN) on a folder of face "
+                    "images and save it as config.json + model.safetensors.")
+    p.add_argument("--images", required=True, type=Path,
+                   help="folder of face images (jpg/png/..., any size, searched recursively); "
+                        "each is centre-cropped to a square and resized")
+    p.add_argument("--space", required=True, choices=("vaegan", "pca"))
+    p.add_argument("--out", required=True, type=Path, help="model directory to write")
+    p.add_argument("--arch", default="small", choices=sorted(ARCHS),
+                   help="VAE-GAN architecture (paper: 128x128, D=1024; small: 64x64, D=128)")
+    p.add_argument("--latent-dim", type=_positive_int, default=None,
+                   help="D (default: the architecture's; PCA: 128)")
+    p.add_argument("--image-size", type=_positive_int, default=None,
+                   help="image side (default: the architecture's; PCA: 64)")
+    p.add_argument("--crop-factor", type=_fraction, default=1.0,
+                   help="fraction of the centred square kept before resizing (the paper used 0.8 "
+                        "on CelebA photos; default 1.0)")
+    p.add_argument("--epochs", type=_positive_int, default=d.epochs)
+    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
+    p.add_argument("--lr", type=_positive_float, default=d.lr)
+    p.add_argument("--kl-weight", type=float, default=d.kl_weight)
+    p.add_argument("--feat-weight", type=float, default=d.feat_weight)
+    p.add_argument("--adv-weight", type=float, default=d.adv_weight)
+    p.add_argument("--no-flip", action="store_true", help="no left-right flip augmentation")
+    p.add_argument("--whiten", action="store_true", help="PCA: whitened latents")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--workers", type=_nonneg_int, default=0, help="DataLoader worker processes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the latest checkpoint in OUT/checkpoints")
+    p.add_argument("--checkpoint-every", type=_nonneg_int, default=d.checkpoint_every,
+                   help="optimiser steps between checkpoints (and one per epoch)")
+    p.add_argument("--max-images", type=_positive_int, default=None,
+                   help="use only the first N images (sorted by path)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose > 1 else
+                        logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger("bids_facedecode.latents")
+    try:
+        if args.space == "pca":
+            size = args.image_size or 64
+            data = FaceImages.from_folder(args.images, size, args.crop_factor, args.max_images)
+            log.info("PCA on %d images of %s at %dx%d", len(data), args.images, size, size)
+            model = train_pca(data, args.out, n_components=args.latent_dim or 128,
+                              whiten=args.whiten, device=args.device, seed=args.seed,
+                              workers=args.workers)
+        else:
+            try:
+                arch = get_arch(args.arch, args.latent_dim, args.image_size)
+            except ValueError as exc:
+                raise UsageError(f"--arch {args.arch}: {exc}") from exc
+            data = FaceImages.from_folder(args.images, arch.image_size, args.crop_factor,
+                                          args.max_images)
+            opts = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                kl_weight=args.kl_weight, feat_weight=args.feat_weight,
+                                adv_weight=args.adv_weight, hflip=not args.no_flip,
+                                workers=args.workers, seed=args.seed, device=args.device,
+                                checkpoint_every=args.checkpoint_every,
+                                progress=not args.no_progress)
+            log.info("VAE-GAN %s on %d images of %s", arch.name, len(data), args.images)
+            model = train_vaegan(data, args.out, arch, opts, resume=args.resume)
+    except FaceDecodeError as exc:
+        print(f"bids_facedecode-train-latents: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("bids_facedecode-train-latents: interrupted (resume with --resume)", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"saved {model.space} model (D={model.latent_dim}, {model.image_size}px) to {args.out}")
+    return EXIT_SUCCESS
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
