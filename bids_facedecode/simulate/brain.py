@@ -141,7 +141,7 @@ def make_subject_truth(
     weight_pct: float = 0.3,
     noise_pct: float = 1.0,
     drift_pct: float = 0.6,
-    motion_pct: float = 0.15,
+    motion_pct: float = 2.0,
     center_jitter_mm: float = 3.0,
 ) -> SubjectTruth:
     """Draw a subject's face-selective regions, voxel weights and noise levels.
@@ -259,9 +259,16 @@ def slow_cosines(n_t: int) -> np.ndarray:
 
 
 def simulate_motion(rng: np.random.Generator, n_t: int, scale: float = 1.0) -> np.ndarray:
-    """Head motion: smooth random walks, (n_t, 6) = trans_x/y/z (mm), rot_x/y/z (rad)."""
-    steps = rng.standard_normal((n_t, 6)) * np.array([0.02] * 3 + [0.0004] * 3)
-    walk = np.cumsum(steps, axis=0)
+    """Head motion, (n_t, 6) = trans_x/y/z (mm), rot_x/y/z (rad).
+
+    A slow random walk, a few abrupt shifts (head jerks, ~0.5 mm) and jitter.
+    """
+    unit = np.array([1.0] * 3 + [0.02] * 3)  # 1 mm ~ 0.02 rad at 50 mm
+    walk = np.cumsum(rng.standard_normal((n_t, 6)) * 0.02 * unit, axis=0)
+    n_jumps = rng.poisson(5)
+    for t in rng.integers(1, n_t, n_jumps):
+        walk[t:] += rng.standard_normal(6) * 0.5 * unit
+    walk += rng.standard_normal((n_t, 6)) * 0.03 * unit
     walk -= walk[0]
     return scale * walk
 

@@ -118,9 +118,9 @@ class SimulationConfig:
     layout: RunLayout = field(default_factory=RunLayout)
     weight_pct: float = 0.3
     drift_pct: float = 0.6
-    motion_pct: float = 0.15
+    motion_pct: float = 2.0
     ar_rho: float = 0.4
-    imagery_gain: float = 0.2
+    imagery_gain: float = 0.1
 
     @property
     def noise_pct(self) -> float:
@@ -503,13 +503,9 @@ def _subject_runs(
 
 
 def _stim_row(rel: str, data: bytes, sub: int, role: str, params: np.ndarray) -> dict:
-    row = {
-        "stim_file": rel,
-        "sha1": hashlib.sha1(data).hexdigest(),
-        "subject": f"sub-{sub:02d}",
-        "role": role,
-        "gender": "M" if params[GENDER_INDEX] == 1.0 else "F",
-    }
+    # ``gender`` is itself a generative parameter (1.0 male, 0.0 female)
+    row = {"stim_file": rel, "sha1": hashlib.sha1(data).hexdigest(), "subject": f"sub-{sub:02d}",
+           "role": role}
     row.update({name: float(params[j]) for j, name in enumerate(PARAM_NAMES)})
     return row
 
@@ -602,7 +598,9 @@ def _write_truth(
             "(PSC), volumes 1..P weights (PSC per unit of each coded parameter)",
             "mask": "sub-<label>_desc-faceselective_mask.nii.gz",
             "atlas": "atlas-simroi_dseg.nii.gz / .tsv",
-            "stimuli": "stimuli.tsv",
+            "stimuli": "stimuli.tsv: stim_file (relative to stimuli/), sha1, subject, role "
+            "(train/test/placeholder), then one column per generative parameter "
+            "(gender: 1.0 male, 0.0 female)",
         },
     }
     _write_json(out / "simulation.json", info)
@@ -680,7 +678,7 @@ def _simulate_into(root: Path, cfg: SimulationConfig) -> None:
     stim_rows: list[dict] = []
     stim_rows.append(
         {"stim_file": FIXATION, "sha1": hashlib.sha1((root / "stimuli" / FIXATION).read_bytes())
-         .hexdigest(), "subject": "n/a", "role": "placeholder", "gender": "n/a"}
+         .hexdigest(), "subject": "n/a", "role": "placeholder"}
     )
     pool = None
     if cfg.nprocs > 1:

@@ -122,27 +122,25 @@ def schedule_test_faces(
 ) -> np.ndarray:
     """Which test faces each run shows, balanced across runs.
 
-    Concatenated random permutations of ``range(n_test_faces)`` are cut into runs, so every
-    test face is shown about equally often and at most once per run when
-    ``per_run <= n_test_faces`` (duplicates inside a run are swapped out when possible).
+    Each run takes the faces shown least often so far (ties broken at random), so counts
+    differ by at most one between faces, and no face repeats within a run unless
+    ``per_run > n_test_faces``.
 
     Returns
     -------
-    schedule : ndarray (n_runs, per_run) int
+    schedule : ndarray (n_runs, per_run) int, in random order within each run
     """
-    total = n_runs * per_run
-    n_perm = -(-total // n_test_faces) + 1
-    seq = np.concatenate([rng.permutation(n_test_faces) for _ in range(n_perm)])[:total]
-    sched = seq.reshape(n_runs, per_run).copy()
-    if per_run <= n_test_faces:
-        for r in range(n_runs):
-            row = sched[r]
-            missing = [f for f in range(n_test_faces) if f not in set(row.tolist())]
-            seen: set[int] = set()
-            for j in range(per_run):
-                if int(row[j]) in seen:
-                    row[j] = missing.pop(0)
-                seen.add(int(row[j]))
+    counts = np.zeros(n_test_faces)
+    sched = np.empty((n_runs, per_run), dtype=np.int64)
+    for r in range(n_runs):
+        picks: list[int] = []
+        while len(picks) < per_run:
+            k = min(n_test_faces, per_run - len(picks))
+            order = np.lexsort((rng.random(n_test_faces), counts))
+            chosen = order[:k]
+            counts[chosen] += 1
+            picks.extend(chosen.tolist())
+        sched[r] = rng.permutation(picks)
     return sched
 
 
