@@ -16,7 +16,7 @@ from .config import Settings
 LOG = logging.getLogger(__name__)
 
 
-def test_against_chance(values: np.ndarray, chance: float) -> dict:
+def against_chance(values: np.ndarray, chance: float) -> dict:
     """One-sided one-sample t-test (and Wilcoxon signed-rank) of ``values > chance``.
 
     Parameters
@@ -78,7 +78,7 @@ def group_statistics(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     for (space, metric), g in table.groupby(["space", "metric"], sort=True):
         chance = g["chance"].dropna()
         ch = float(chance.iloc[0]) if len(chance) else np.nan
-        res = test_against_chance(g["value"].to_numpy(float), ch) if np.isfinite(ch) else \
+        res = against_chance(g["value"].to_numpy(float), ch) if np.isfinite(ch) else \
             {"n": len(g), "mean": float(g["value"].mean()), "sd": np.nan, "sem": np.nan,
              "t": np.nan, "p_t": np.nan, "p_wilcoxon": np.nan}
         rows.append({"space": space, "metric": metric, "chance": ch, **res})

@@ -116,7 +116,7 @@ def collect_inputs(settings: Settings, layout, subject: str, filters: dict) -> P
         t = read_events(run.events, settings.events)
         face_rows = t["kind"].isin([TRAIN, TEST, ONEBACK]).to_numpy()
         stim_id = [index.identify(f, run.events) if is_face else ""
-                   for f, is_face in zip(t["stim_file"], face_rows)]
+                   for f, is_face in zip(t["stim_file"], face_rows, strict=True)]
         img_rows = (t["kind"] == IMAGERY).to_numpy()
         for i in np.flatnonzero(img_rows):
             if t.at[i, "imagined_file"]:
@@ -206,7 +206,7 @@ def compute_latents(spaces: list[LatentSpace], inputs: ParticipantInputs) -> Joi
             f"{max(dims)} latent dimensions (needs more trials than the {need} regressors of "
             "latents, face, test and imagery; use a smaller latent space or more runs)"
         )
-    return JointLatents(names, offsets, dims, dict(zip(inputs.train_ids, joint)), means, test,
+    return JointLatents(names, offsets, dims, dict(zip(inputs.train_ids, joint, strict=True)), means, test,
                         train_raw)
 
 
@@ -226,7 +226,7 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
 
     with ThreadPoolExecutor(max_workers=max(1, settings.nprocs)) as pool:
         futures = [pool.submit(load, r) for r in inputs.runs[: max(1, settings.nprocs) + 1]]
-        for k, (run, trials) in enumerate(zip(inputs.runs, inputs.trials)):
+        for k, (run, trials) in enumerate(zip(inputs.runs, inputs.trials, strict=True)):
             frame_times = np.arange(run.n_scans) * run.t_r
             design = build_run_design(
                 trials, frame_times, latents.train, inputs.test_ids, inputs.imagery_ids,
@@ -314,7 +314,7 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
         "p_value": evaluate.identification_permutation_p(test_dec, test_true, 1000, rng),
     }
     per_image["pairwise_latent"] = per_lat
-    per_image["latent_correlation"] = [float(np.corrcoef(a, b)[0, 1]) for a, b in zip(test_dec, test_true)]
+    per_image["latent_correlation"] = [float(np.corrcoef(a, b)[0, 1]) for a, b in zip(test_dec, test_true, strict=True)]
 
     shown = recon = img_recon = None
     if space.can_reconstruct:
@@ -419,12 +419,12 @@ def run_participants(settings: Settings) -> int:
     device = select_device(settings.device)
     LOG.info("device: %s", describe_device(device))
     spaces = open_spaces(settings, device)
-    ensure_dataset_description(settings.output_dir, settings.bids_dir)
     failed: list[FaceDecodeError] = []
     for subject in subjects:
         t0 = time.perf_counter()
         try:
             result = analyse_participant(settings, layout, subject, spaces, device, filters)
+            ensure_dataset_description(settings.output_dir, settings.bids_dir)
             write_participant_outputs(result, settings)
         except FaceDecodeError as exc:
             if len(subjects) == 1:

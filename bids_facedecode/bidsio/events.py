@@ -38,7 +38,7 @@ def _find_column(frame: pd.DataFrame, wanted: str, path: Path, required: bool) -
     return col
 
 
-def read_events(path: str | Path, spec: EventSpec = EventSpec()) -> pd.DataFrame:
+def read_events(path: str | Path, spec: EventSpec | None = None) -> pd.DataFrame:
     """Read and normalise one events file.
 
     Parameters
@@ -55,6 +55,7 @@ def read_events(path: str | Path, spec: EventSpec = EventSpec()) -> pd.DataFrame
         sorted by onset; null trials removed.
     """
     path = Path(path)
+    spec = spec or EventSpec()
     if not path.is_file():
         raise NoInputError(f"{path}: events file not found")
     try:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 
 from .. import __version__
 from ..images import to_uint8
@@ -81,9 +82,8 @@ def write_participant_outputs(result, settings) -> list[Path]:
             nii(gmap, {"desc": f"{name}gender"}, "statmap",
                 {"Description": "Gender activation map: latent weights W projected on the gender axis "
                                 "(male minus female), selected voxels"})
-        table = res.per_image.copy()
-        for k in range(D):
-            table[f"decoded_z{k + 1}"] = res.test_decoded[:, k]
+        decoded = pd.DataFrame(res.test_decoded, columns=[f"decoded_z{k + 1}" for k in range(D)])
+        table = pd.concat([res.per_image.reset_index(drop=True), decoded], axis=1)
         written.append(write_tsv(p["func"] / bids_name({**ents, "desc": name}, "decoding", ".tsv"), table))
         buf = io.BytesIO()
         np.savez_compressed(

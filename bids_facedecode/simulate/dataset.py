@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 TASK = "faces"
 BIDS_VERSION = "1.9.0"
 FIXATION = "placeholders/fixation.png"
-DEFAULT_NOISE_PCT = 2.5
+DEFAULT_NOISE_PCT = 1.5
 TRUTH_DIR = Path("sourcedata") / "simulation"
 INT16_MAX = 32000.0
 
@@ -120,7 +120,7 @@ class SimulationConfig:
     drift_pct: float = 0.6
     motion_pct: float = 2.0
     ar_rho: float = 0.4
-    imagery_gain: float = 0.1
+    imagery_gain: float = 0.2
 
     @property
     def noise_pct(self) -> float:
