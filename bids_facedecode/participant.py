@@ -417,7 +417,8 @@ def run_participants(settings: Settings) -> int:
     filters = read_filter_file(settings.bids_filter_file)
     subjects = resolve_labels(layout.get_subjects(), settings.participant_label, "sub", settings.bids_dir)
     device = select_device(settings.device)
-    LOG.info("device: %s", describe_device(device))
+    torch.set_num_threads(max(1, settings.nprocs))  # containers default OMP_NUM_THREADS to 1
+    LOG.info("device: %s, %d CPU threads", describe_device(device), settings.nprocs)
     spaces = open_spaces(settings, device)
     failed: list[FaceDecodeError] = []
     for subject in subjects:
