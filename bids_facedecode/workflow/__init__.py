@@ -1,0 +1,1 @@
+"""The participant workflow in steps: inputs, latent spaces, streamed GLM, decoding."""

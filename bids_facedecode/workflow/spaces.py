@@ -1,0 +1,128 @@
+"""Latent spaces as the participant level uses them, and the joint latent matrix of a participant."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..bidsio.stimuli import StimulusIndex
+from ..config import Settings
+from ..errors import DataError
+from ..images import load_images
+from ..latents.base import LatentModel
+from .inputs import ParticipantInputs
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class LatentSpace:
+    """A latent space as the participant level sees it: a model, a table, or both.
+
+    Latents come from the table when one is given (precomputed), else from the model's
+    encoder; reconstructions need a model whose latent size matches.
+    """
+
+    name: str
+    model: LatentModel | None = None
+    table: object | None = None  # latents.precomputed.LatentTable
+
+    @property
+    def dim(self) -> int:
+        return int(self.table.latent_dim if self.table is not None else self.model.latent_dim)
+
+    @property
+    def can_reconstruct(self) -> bool:
+        return self.model is not None and self.model.latent_dim == self.dim
+
+    def latents_for(self, shas: list[str], index: StimulusIndex) -> np.ndarray:
+        """Latents of the stimuli with these content hashes, shape (N, D)."""
+        if self.table is not None:
+            return np.asarray(self.table.lookup([index.first_path[s] for s in shas], shas), np.float32)
+        images = load_images([index.path(s) for s in shas], self.model.image_size)
+        return self.model.encode(images)
+
+
+def open_spaces(settings: Settings, device: torch.device) -> list[LatentSpace]:
+    """Load the model and/or table of every requested latent space."""
+    from ..latents.precomputed import load_latent_table
+    from ..latents.registry import load_latent_model, shipped_models
+
+    shipped = shipped_models()
+    spaces = []
+    for name in settings.latent_spaces:
+        table = load_latent_table(settings.latents[name]) if name in settings.latents else None
+        model = None
+        if name in settings.latent_models:
+            model = load_latent_model(settings.latent_models[name], device=device)
+        elif name in shipped:
+            model = load_latent_model(name, device=device)
+        if model is None and table is None:
+            raise DataError(f"latent space '{name}': no model and no --latents table")
+        space = LatentSpace(name, model, table)
+        if table is not None and model is not None and not space.can_reconstruct:
+            LOG.warning("%s: precomputed latents have D=%d but the model has D=%d; "
+                        "no reconstructions in this space", name, table.latent_dim, model.latent_dim)
+        spaces.append(space)
+    return spaces
+
+
+
+@dataclass
+class JointLatents:
+    """Latents of all decoded spaces side by side, centred on each space's training mean."""
+
+    names: list[str]
+    offsets: list[int]
+    dims: list[int]
+    train: dict[str, np.ndarray]   # sha -> (sum of D,) centred
+    means: dict[str, np.ndarray]   # space -> (D,)
+    test: dict[str, np.ndarray]    # space -> (n_test, D) uncentred
+    train_raw: dict[str, np.ndarray] = field(default_factory=dict)  # space -> (n_train, D)
+
+    @property
+    def total_dim(self) -> int:
+        return int(sum(self.dims))
+
+    def z_columns(self, space: str) -> list[str]:
+        k = self.names.index(space)
+        return [f"z{i}" for i in range(self.offsets[k] + 1, self.offsets[k] + self.dims[k] + 1)]
+
+
+def compute_latents(spaces: list[LatentSpace], inputs: ParticipantInputs) -> JointLatents:
+    """Encode (or look up) training and test stimuli in every space; centre on training means."""
+    names, offsets, dims, blocks = [], [], [], []
+    means, test, train_raw = {}, {}, {}
+    trial_rows = [inputs.train_ids.index(s) for s in inputs.train_trial_ids]
+    off = 0
+    for space in spaces:
+        t0 = time.perf_counter()
+        z_train = space.latents_for(inputs.train_ids, inputs.index)
+        z_test = space.latents_for(inputs.test_ids, inputs.index)
+        mean = z_train[trial_rows].mean(axis=0)
+        names.append(space.name)
+        offsets.append(off)
+        dims.append(z_train.shape[1])
+        off += z_train.shape[1]
+        blocks.append(z_train - mean)
+        means[space.name], test[space.name], train_raw[space.name] = mean, z_test, z_train
+        LOG.info("sub-%s %s: latents of %d training and %d test images (D=%d) in %.1f s",
+                 inputs.subject, space.name, len(z_train), len(z_test), z_train.shape[1],
+                 time.perf_counter() - t0)
+    joint = np.concatenate(blocks, axis=1).astype(np.float64)
+    n_trials = len(inputs.train_trial_ids)
+    need = max(dims) + 1 + len(inputs.test_ids) + len(inputs.imagery_ids)
+    if n_trials <= need:
+        raise DataError(
+            f"sub-{inputs.subject}: {n_trials} training trials cannot estimate a map with "
+            f"{max(dims)} latent dimensions (needs more trials than the {need} regressors of "
+            "latents, face, test and imagery; use a smaller latent space or more runs)"
+        )
+    return JointLatents(names, offsets, dims, dict(zip(inputs.train_ids, joint, strict=True)), means, test,
+                        train_raw)
+
+
