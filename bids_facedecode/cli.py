@@ -19,6 +19,7 @@ from .errors import EXIT_CODES, EXIT_FAILURE, EXIT_USAGE, FaceDecodeError, Usage
 
 LOG = logging.getLogger("bids_facedecode")
 LATENT_SPACES = ("vaegan", "pca")
+DEFAULT_SPACE = "MNI152NLin2009cAsym"
 
 
 def _positive_int(text: str) -> int:
@@ -133,7 +134,49 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("-w", "--work-dir", type=Path, metavar="DIR",
                       help="scratch folder for cached masked data (default: output_dir/../work)")
     perf.add_argument("--seed", type=int, default=42, help="master random seed (default: %(default)s)")
+    _add_input_and_rerun_options(p)
     return p
+
+
+def _add_input_and_rerun_options(p: argparse.ArgumentParser) -> None:
+    """fMRIPrep derivatives as input, and how reruns treat existing outputs."""
+    from .bidsio.confounds import COMPONENTS, DEFAULT_STRATEGY, PRESETS
+
+    g = p.add_argument_group("preprocessed input (fMRIPrep) and reruns")
+    g.add_argument("--derivatives", type=Path, metavar="PATH",
+                   help="fMRIPrep derivatives folder: use its space-<S>_desc-preproc_bold runs, brain masks "
+                        "(intersected across runs) and confounds instead of the raw BOLD")
+    g.add_argument("--space", default=None, metavar="SPACE",
+                   help=f"output space of the --derivatives runs (default: {DEFAULT_SPACE})")
+    g.add_argument("--confounds", default=None, metavar="STRATEGY",
+                   help="confounds of --derivatives runs, as nilearn's load_confounds: a preset "
+                        f"({', '.join(PRESETS)}), 'none', or components joined by '+' "
+                        f"({', '.join(COMPONENTS)}) (default: {DEFAULT_STRATEGY}: 24 motion parameters, "
+                        "white-matter and CSF means, cosine drifts; censored volumes become spike regressors)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="recompute participants whose outputs are complete (default: skip them)")
+
+
+def _input_and_rerun_settings(args: argparse.Namespace) -> dict:
+    """Settings fields of :func:`_add_input_and_rerun_options`, checked."""
+    from .bidsio.confounds import DEFAULT_STRATEGY, parse_strategy
+    from .errors import NoInputError
+
+    if args.derivatives is None:
+        for flag, value in (("--space", args.space), ("--confounds", args.confounds)):
+            if value is not None:
+                raise UsageError(f"{flag} {value}: only used with --derivatives (raw BOLD has no "
+                                 "space or confounds)")
+        return {"derivatives": None, "space": None, "confounds": (), "overwrite": args.overwrite}
+    derivatives = args.derivatives.expanduser().resolve()
+    if not derivatives.is_dir():
+        raise NoInputError(f"{derivatives}: --derivatives folder does not exist")
+    space = (args.space or DEFAULT_SPACE).strip()
+    if not space or any(c in space for c in "_-/ "):
+        raise UsageError(f"--space {args.space!r}: expected a template label such as {DEFAULT_SPACE}")
+    return {"derivatives": derivatives, "space": space,
+            "confounds": parse_strategy(args.confounds if args.confounds is not None else DEFAULT_STRATEGY),
+            "overwrite": args.overwrite}
 
 
 def settings_from_args(args: argparse.Namespace, argv: list[str]) -> Settings:
@@ -172,6 +215,7 @@ def settings_from_args(args: argparse.Namespace, argv: list[str]) -> Settings:
         bids_database_dir=args.bids_database_dir.resolve() if args.bids_database_dir else None,
         n_voxels=args.n_voxels, high_pass=args.high_pass, events=events,
         verbosity=args.verbosity, command_line=shlex.join(["bids_facedecode", *argv]),
+        **_input_and_rerun_settings(args),
     )
 
 

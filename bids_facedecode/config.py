@@ -51,6 +51,10 @@ class Settings:
     events: EventSpec = field(default_factory=EventSpec)
     verbosity: int = 0
     command_line: str = ""
+    derivatives: Path | None = None          # fMRIPrep derivatives folder (None: raw BOLD)
+    space: str | None = None                 # output space of the derivatives used
+    confounds: tuple[str, ...] = ()          # nilearn load_confounds strategy (preset or components)
+    overwrite: bool = False                  # recompute participants whose outputs are complete
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (paths as strings)."""

@@ -3,22 +3,34 @@
 This module only orchestrates the steps in :mod:`bids_facedecode.workflow`; reading lives in
 :mod:`bids_facedecode.bidsio`, the math in :mod:`design`, :mod:`glm`, :mod:`decode` and
 :mod:`evaluate`, the writing in :mod:`bids_facedecode.bidsio.participant_outputs`.
+
+Order of work: index the dataset, run the BIDS validator, open the latent spaces, then check
+every selected participant cheaply (headers, events, stimuli, trial counts) before the first
+BOLD volume is read. Each participant is then analysed under its lock and its outputs are
+staged and committed as one set (:mod:`bids_facedecode.bidsio.derivatives`); participants
+whose outputs are complete are skipped unless ``--overwrite``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from .bidsio.bold import compute_brain_mask
+from .bidsio import derivatives as deriv
 from .bidsio.layout import index_dataset, read_filter_file, resolve_labels
+from .bidsio.masks import participant_mask
+from .bidsio.participant_outputs import metrics_path
+from .bidsio.validation import validate_bids, validate_participants
 from .config import Settings
 from .device import describe_device, select_device
-from .errors import DataError, FaceDecodeError
+from .errors import FaceDecodeError
 from .workflow.decoding import SpaceResult, decode_space
 from .workflow.inputs import ParticipantInputs, collect_inputs
 from .workflow.spaces import LatentSpace, compute_latents, open_spaces
@@ -39,11 +51,16 @@ class ParticipantResult:
 
 
 def analyse_participant(settings: Settings, layout, subject: str, spaces: list[LatentSpace],
-                        device: torch.device, filters: dict) -> ParticipantResult:
-    """The whole participant analysis, without writing outputs."""
+                        device: torch.device, filters: dict,
+                        inputs: ParticipantInputs | None = None) -> ParticipantResult:
+    """The whole participant analysis, without writing outputs.
+
+    ``inputs`` are the participant's already collected inputs (collected here when omitted).
+    """
     timings = {}
     t0 = time.perf_counter()
-    inputs = collect_inputs(settings, layout, subject, filters)
+    if inputs is None:
+        inputs = collect_inputs(settings, layout, subject, filters)
     LOG.info("sub-%s: %d runs, %d volumes, %d training trials (%d unique images), %d test images, "
              "%d imagery trials", subject, len(inputs.runs), inputs.n_scans, len(inputs.train_trial_ids),
              len(inputs.train_ids), len(inputs.test_ids), inputs.n_imagery_trials)
@@ -51,10 +68,8 @@ def analyse_participant(settings: Settings, layout, subject: str, spaces: list[L
     timings["inputs_and_latents"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    mask_img = compute_brain_mask(inputs.runs[0].bold)
+    mask_img = participant_mask(inputs.runs)
     mask = np.asarray(mask_img.dataobj).astype(bool)
-    if not mask.any():
-        raise DataError(f"{inputs.runs[0].bold}: the brain mask is empty")
     cache = settings.work_dir / "cache" / f"sub-{subject}" if settings.work_dir else None
     ne = fit_joint_glm(inputs, latents, mask, settings, device, cache)
     timings["glm"] = time.perf_counter() - t1
@@ -65,31 +80,85 @@ def analyse_participant(settings: Settings, layout, subject: str, spaces: list[L
     return ParticipantResult(subject, inputs, mask_img, results, describe_device(device), timings)
 
 
-def run_participants(settings: Settings) -> int:
-    """Participant level for every selected participant; returns the exit code."""
-    from .bidsio.derivatives import ensure_dataset_description
+def is_complete(settings: Settings, subject: str) -> bool:
+    """Whether ``output_dir`` holds a readable metrics JSON of every requested latent space."""
+    for space in settings.latent_spaces:
+        path = metrics_path(settings.output_dir, subject, settings.task, space)
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return False
+        if not isinstance(doc, dict) or doc.get("space") != space or "metrics" not in doc:
+            return False
+    return True
+
+
+def _recover(settings: Settings, subject: str) -> None:
+    """Finish or discard what a killed run left for ``subject`` (skipped if another job holds it)."""
+    if not deriv.stage_dir(settings.output_dir, subject).exists():
+        return
+    with deriv.ParticipantLock(settings.output_dir, subject, blocking=False) as lock:
+        if lock.acquired:
+            what = deriv.recover_participant(settings.output_dir, subject)
+            if what:
+                LOG.warning("sub-%s: outputs of an interrupted run %s", subject, what)
+
+
+def write_outputs(result: ParticipantResult, settings: Settings) -> list[Path]:
+    """Stage every output of the participant, then commit them as one set (lock held by the caller)."""
     from .bidsio.participant_outputs import write_participant_outputs
 
-    layout = index_dataset(settings.bids_dir, settings.bids_database_dir)
+    staged = deriv.new_stage(settings.output_dir, result.subject)
+    try:
+        write_participant_outputs(result, settings, root=staged)
+        deriv.failpoint("staged")
+        deriv.ensure_dataset_description(settings.output_dir, settings.bids_dir)
+        deriv.ensure_bidsignore(settings.output_dir)
+        return deriv.commit_stage(settings.output_dir, result.subject)
+    except BaseException:
+        deriv.discard_stage(settings.output_dir, result.subject)
+        raise
+
+
+def run_participants(settings: Settings) -> int:
+    """Participant level for every selected participant; returns the exit code."""
+    layout = index_dataset(settings.bids_dir, settings.bids_database_dir, settings.derivatives)
     filters = read_filter_file(settings.bids_filter_file)
     subjects = resolve_labels(layout.get_subjects(), settings.participant_label, "sub", settings.bids_dir)
+    if not settings.skip_bids_validation:
+        validate_bids(settings.bids_dir)
     device = select_device(settings.device)
     torch.set_num_threads(max(1, settings.nprocs))  # containers default OMP_NUM_THREADS to 1
     LOG.info("device: %s, %d CPU threads", describe_device(device), settings.nprocs)
     spaces = open_spaces(settings, device)
-    failed: list[FaceDecodeError] = []
+
     for subject in subjects:
+        _recover(settings, subject)
+    todo = [s for s in subjects if settings.overwrite or not is_complete(settings, s)]
+    for subject in sorted(set(subjects) - set(todo)):
+        print(f"sub-{subject}: outputs complete, skipped (use --overwrite to recompute)")
+    all_inputs = validate_participants(
+        todo, lambda s: collect_inputs(settings, layout, s, filters), [s.dim for s in spaces])
+
+    failed: list[FaceDecodeError] = []
+    for subject in todo:
         t0 = time.perf_counter()
-        try:
-            result = analyse_participant(settings, layout, subject, spaces, device, filters)
-            ensure_dataset_description(settings.output_dir, settings.bids_dir)
-            write_participant_outputs(result, settings)
-        except FaceDecodeError as exc:
-            if len(subjects) == 1:
-                raise
-            print(f"bids_facedecode: error: sub-{subject}: {exc}")
-            failed.append(exc)
-            continue
+        with deriv.ParticipantLock(settings.output_dir, subject):
+            deriv.recover_participant(settings.output_dir, subject)
+            if not settings.overwrite and is_complete(settings, subject):  # another job finished it
+                print(f"sub-{subject}: outputs complete, skipped (use --overwrite to recompute)")
+                continue
+            try:
+                result = analyse_participant(settings, layout, subject, spaces, device, filters,
+                                             all_inputs[subject])
+                deriv.failpoint("analysed")
+                write_outputs(result, settings)
+            except FaceDecodeError as exc:
+                if len(todo) == 1:
+                    raise
+                print(f"bids_facedecode: error: sub-{subject}: {exc}", file=sys.stderr)
+                failed.append(exc)
+                continue
         for name, res in result.spaces.items():
             for metric, label in (("pairwise_latent", "pairwise identification"),
                                   ("pairwise_image", "pairwise identification (image space)"),

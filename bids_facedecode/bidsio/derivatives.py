@@ -138,3 +138,199 @@ def _clean(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         return _clean(obj.tolist())
     return obj
+
+
+# --------------------------------------------------------------------------------------------
+# A participant's outputs as one all-or-nothing set: staged, then committed with a journal.
+#
+# Everything a participant writes (``sub-<label>/``, ``sub-<label>.html``, ``logs/...``) is first
+# written under ``output_dir/.bids_facedecode/sub-<label>.stage/new/``. When the set is complete a
+# READY marker is written, then each file is swapped into place (the old one is kept in
+# ``stage/old/``), the ``sub-<label>/`` folder, which holds the metrics JSON that the group level
+# and the skip logic key on, last and as one rename. A process killed before READY leaves the
+# old outputs untouched (the stage is discarded by the next run); one killed after READY is
+# rolled forward by the next run (`recover_participant`). Per-participant file locks serialise
+# two jobs of the same participant; the files shared between participants
+# (``dataset_description.json``, ``.bidsignore``, ``logs/CITATION.md``) are written by
+# idempotent atomic renames, so a SLURM array writing into one output_dir cannot corrupt them.
+# --------------------------------------------------------------------------------------------
+
+STATE_DIR = ".bids_facedecode"
+FAILPOINT_ENV = "BIDS_FACEDECODE_FAILPOINT"
+BIDSIGNORE = (
+    "# bids_facedecode outputs that the BIDS schema does not define yet\n"
+    "*.html\nlogs/\ngroup/\nfigures/\n*_statmap.nii.gz\n*_statmap.json\n*_decoding.tsv\n"
+    "*_decoder.npz\n*_metrics.json\n"
+)
+
+
+def failpoint(name: str) -> None:
+    """Kill this process with SIGKILL when ``$BIDS_FACEDECODE_FAILPOINT`` equals ``name``.
+
+    Used by the crash tests to stop a run at a chosen point; a no-op otherwise.
+    """
+    if os.environ.get(FAILPOINT_ENV) == name:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def state_dir(output_dir: Path) -> Path:
+    """Hidden bookkeeping folder of ``output_dir`` (locks and staging; ignored by BIDS tools)."""
+    return Path(output_dir) / STATE_DIR
+
+
+def stage_dir(output_dir: Path, subject: str) -> Path:
+    """The staging folder of one participant; files go under its ``new/`` sub-folder."""
+    return state_dir(output_dir) / f"sub-{subject}.stage"
+
+
+def ensure_bidsignore(output_dir: Path) -> Path:
+    """Write the output's ``.bidsignore`` (non-schema outputs) unless it is already the same."""
+    path = Path(output_dir) / ".bidsignore"
+    if path.is_file() and path.read_text() == BIDSIGNORE:
+        return path
+    return write_text(path, BIDSIGNORE)
+
+
+class ParticipantLock:
+    """An exclusive ``flock`` on ``.bids_facedecode/sub-<label>.lock`` (blocking, with a log line).
+
+    Use as a context manager; ``blocking=False`` makes ``acquired`` False instead of waiting.
+    """
+
+    def __init__(self, output_dir: Path, subject: str, blocking: bool = True):
+        self.path = state_dir(output_dir) / f"sub-{subject}.lock"
+        self.blocking = blocking
+        self.acquired = False
+        self._fd: int | None = None
+
+    def __enter__(self) -> ParticipantLock:
+        import fcntl
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise CantCreateError(f"{self.path}: cannot create lock file ({exc.strerror})") from exc
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self.acquired = True
+        except BlockingIOError:
+            if self.blocking:
+                import logging
+
+                logging.getLogger(__name__).warning(
+                    "%s: another process works on this participant; waiting for it", self.path)
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+                self.acquired = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import fcntl
+
+        if self._fd is not None:
+            if self.acquired:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def new_stage(output_dir: Path, subject: str) -> Path:
+    """A fresh, empty staging folder for the participant; returns its ``new/`` folder.
+
+    Call with the participant's lock held, after :func:`recover_participant`.
+    """
+    stage = stage_dir(output_dir, subject)
+    _remove_tree(stage)
+    try:
+        (stage / "new").mkdir(parents=True)
+    except OSError as exc:
+        raise CantCreateError(f"{stage}: cannot create staging folder ({exc.strerror})") from exc
+    return stage / "new"
+
+
+def discard_stage(output_dir: Path, subject: str) -> None:
+    """Remove an uncommitted staging folder (after a failure)."""
+    stage = stage_dir(output_dir, subject)
+    if not (stage / "READY").exists():
+        _remove_tree(stage)
+
+
+def commit_stage(output_dir: Path, subject: str) -> list[Path]:
+    """Swap the staged outputs of a participant into ``output_dir``; returns the final paths.
+
+    Idempotent: after a crash anywhere in here, calling it again finishes the same commit.
+    """
+    stage = stage_dir(output_dir, subject)
+    ready = stage / "READY"
+    if not ready.exists():
+        write_text(ready, "complete\n")
+        failpoint("commit:ready")
+    items = _stage_items(stage / "new", subject)
+    final_paths = []
+    for k, rel in enumerate(items):
+        final_paths.append(_swap(stage, Path(output_dir), rel))
+        failpoint(f"commit:{k}")
+    failpoint("commit:swapped")
+    _remove_tree(stage)
+    return final_paths
+
+
+def recover_participant(output_dir: Path, subject: str) -> str | None:
+    """Finish or discard what a killed run left for ``subject`` (call with its lock held).
+
+    Returns
+    -------
+    ``"rolled forward"``, ``"discarded"`` or None when there was nothing to do.
+    """
+    stage = stage_dir(output_dir, subject)
+    for leftover in stage.parent.glob(f"{stage.name}.deleting.*"):
+        import shutil
+
+        shutil.rmtree(leftover, ignore_errors=True)
+    if not stage.exists():
+        return None
+    if (stage / "READY").exists():
+        commit_stage(output_dir, subject)
+        return "rolled forward"
+    _remove_tree(stage)
+    return "discarded"
+
+
+def _stage_items(new: Path, subject: str) -> list[Path]:
+    """Relative paths to swap: every staged file outside ``sub-<label>/``, then that folder."""
+    if not new.exists():
+        return []
+    sub = Path(f"sub-{subject}")
+    files = sorted(p.relative_to(new) for p in new.rglob("*")
+                   if p.is_file() and sub not in p.relative_to(new).parents)
+    return files + ([sub] if (new / sub).exists() else [])
+
+
+def _swap(stage: Path, output_dir: Path, rel: Path) -> Path:
+    new, old, final = stage / "new" / rel, stage / "old" / rel, output_dir / rel
+    if not new.exists() and not new.is_symlink():
+        return final  # already swapped by an earlier, interrupted commit
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.is_dir() and not final.is_symlink():
+            old.parent.mkdir(parents=True, exist_ok=True)
+            _remove_tree(old)
+            os.rename(final, old)
+        os.replace(new, final)
+    except OSError as exc:
+        raise CantCreateError(f"{final}: cannot move the new output into place ({exc.strerror})") from exc
+    return final
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    if path.is_dir() and not path.is_symlink():
+        # rename first, so a crash half-way through the removal leaves no half-folder in place
+        doomed = path.with_name(f"{path.name}.deleting.{os.getpid()}")
+        os.rename(path, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()

@@ -1,4 +1,10 @@
-"""Find the runs of one participant in a BIDS dataset (pybids), with their TR and events."""
+"""Find the runs of one participant in a BIDS dataset (pybids), with their TR and events.
+
+Two kinds of input are supported: raw BOLD (``sub-*/func/*_bold.nii.gz``) and fMRIPrep
+derivatives (``*_space-<S>_desc-preproc_bold.nii.gz`` with ``desc-brain_mask`` and
+``desc-confounds_timeseries.tsv``), found through a pybids layout that indexes the
+derivatives beside the raw dataset. Events always come from the raw dataset.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ class RunInfo:
     affine: tuple[tuple[float, ...], ...]
     mask: Path | None = None
     confounds: Path | None = None
+    space: str | None = None
 
     @property
     def label(self) -> str:
@@ -45,8 +52,12 @@ def strip_prefix(label: str, prefix: str) -> str:
     return label[len(prefix) + 1:] if label.startswith(prefix + "-") else label
 
 
-def index_dataset(bids_dir: Path, database_dir: Path | None = None):
-    """Index a BIDS dataset with pybids (validation off; database reused when given)."""
+def index_dataset(bids_dir: Path, database_dir: Path | None = None, derivatives: Path | None = None):
+    """Index a BIDS dataset with pybids (validation off; database reused when given).
+
+    ``derivatives`` is an fMRIPrep (or fMRIPrep-shaped) derivatives folder indexed beside
+    the raw dataset (query it with ``scope="derivatives"``).
+    """
     from bids import BIDSLayout
     from bids.layout import BIDSLayoutIndexer
 
@@ -56,11 +67,31 @@ def index_dataset(bids_dir: Path, database_dir: Path | None = None):
     if database_dir is not None:
         database_dir.mkdir(parents=True, exist_ok=True)
         kwargs["database_path"] = database_dir
+    if derivatives is not None:
+        check_derivatives_dir(derivatives)
+        kwargs["derivatives"] = [str(derivatives)]
     indexer = BIDSLayoutIndexer(validate=False, index_metadata=True)
     try:
         return BIDSLayout(str(bids_dir), validate=False, indexer=indexer, **kwargs)
     except Exception as exc:  # pybids raises a zoo of exception types on broken datasets
-        raise DataError(f"{bids_dir}: pybids cannot index the dataset ({exc})") from exc
+        where = derivatives if derivatives is not None and "deriv" in str(exc).lower() else bids_dir
+        raise DataError(f"{where}: pybids cannot index the dataset ({exc})") from exc
+
+
+def check_derivatives_dir(path: Path) -> None:
+    """A ``--derivatives`` folder must be a BIDS derivatives dataset that names its pipeline."""
+    desc = path / "dataset_description.json"
+    if not path.is_dir():
+        raise NoInputError(f"{path}: derivatives folder does not exist")
+    if not desc.is_file():
+        raise NoInputError(f"{desc}: not found; --derivatives must point at a BIDS derivatives "
+                           "dataset such as fMRIPrep's output folder")
+    try:
+        doc = json.loads(desc.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{desc}: not valid JSON ({exc})") from exc
+    if not isinstance(doc, dict) or not (doc.get("GeneratedBy") or doc.get("PipelineDescription")):
+        raise DataError(f"{desc}: no 'GeneratedBy' field; pybids needs it to index derivatives")
 
 
 def read_filter_file(path: Path | None) -> dict:
@@ -95,41 +126,98 @@ def resolve_labels(available: list[str], wanted: tuple[str, ...], entity: str, w
 
 
 def find_runs(layout, subject: str, task: str, sessions: tuple[str, ...] = (),
-              filters: dict | None = None) -> list[RunInfo]:
+              filters: dict | None = None, space: str | None = None) -> list[RunInfo]:
     """All runs of ``task`` for ``subject``, sorted by session and run.
+
+    With ``space`` (fMRIPrep derivatives indexed in ``layout``), the runs are the
+    ``space-<space>_desc-preproc_bold`` images, each with its brain mask and confounds
+    table; the events come from the raw dataset.
 
     Raises
     ------
     NoFilesSelectedError
         When no BOLD run matches.
     NoInputError, DataError
-        For a missing events file or a TR that disagrees with the NIfTI header.
+        For a missing events, mask or confounds file or a TR that disagrees with the NIfTI header.
     """
     root = Path(layout.root)
-    query = dict(filters or {})
+    query = {k: v for k, v in (filters or {}).items() if k != "scope"}
     query.update(subject=subject, task=task, suffix="bold", datatype="func",
                  extension=[".nii", ".nii.gz"])
     if sessions:
         avail = layout.get_sessions(subject=subject)
         query["session"] = resolve_labels(avail, sessions, "ses", root / f"sub-{subject}")
-    files = layout.get(**query)
+    if space is not None:
+        files = layout.get(scope="derivatives", desc="preproc", space=space, **query)
+    else:
+        files = [f for f in layout.get(scope="raw", **query) if "desc" not in f.get_entities()]
     if not files:
-        tasks = layout.get_tasks(subject=subject)
-        raise NoFilesSelectedError(
-            f"{root / ('sub-' + subject)}: no BOLD runs for task '{task}'"
-            + (f" with filters {filters}" if filters else "")
-            + f" (tasks present: {', '.join(tasks) or 'none'})"
-        )
+        raise NoFilesSelectedError(_nothing_selected(layout, subject, task, filters, space))
     runs = []
     for f in files:
         bold = Path(f.path)
         ents = f.get_entities()
         events = _events_for(layout, f)
         meta = f.get_metadata()
-        runs.append(_run_info(bold, events, meta, ents))
+        mask = confounds = None
+        if space is not None:
+            mask, confounds = _derivative_companions(layout, f, space)
+            if "RepetitionTime" not in meta:  # fall back on the raw run's sidecar
+                meta = {**_raw_metadata(layout, f), **meta}
+        runs.append(_run_info(bold, events, meta, ents, mask=mask, confounds=confounds, space=space))
     runs.sort(key=lambda r: (r.session or "", _run_key(r.run), str(r.bold)))
     _check_same_grid(runs)
     return runs
+
+
+def _nothing_selected(layout, subject: str, task: str, filters: dict | None, space: str | None) -> str:
+    root = Path(layout.root)
+    where = root / f"sub-{subject}"
+    extra = f" with filters {filters}" if filters else ""
+    if space is None:
+        tasks = layout.get_tasks(subject=subject)
+        return (f"{where}: no BOLD runs for task '{task}'{extra} "
+                f"(tasks present: {', '.join(tasks) or 'none'})")
+    deriv = [Path(d.root) for d in layout.derivatives.values()] if hasattr(layout, "derivatives") else []
+    where = (deriv[0] / f"sub-{subject}") if deriv else where
+    present = layout.get(scope="derivatives", subject=subject, task=task, desc="preproc",
+                         suffix="bold", return_type="id", target="space")
+    return (f"{where}: no preprocessed BOLD (desc-preproc) for task '{task}' in space '{space}'{extra} "
+            f"(spaces present: {', '.join(sorted(map(str, present))) or 'none'}; choose one with --space)")
+
+
+def _entities_of_run(bold_file) -> dict:
+    return {k: v for k, v in bold_file.get_entities().items()
+            if k in ("subject", "session", "task", "run", "acquisition", "direction", "echo")}
+
+
+def _raw_metadata(layout, bold_file) -> dict:
+    hits = layout.get(scope="raw", suffix="bold", extension=[".nii", ".nii.gz"], **_entities_of_run(bold_file))
+    hits = [h for h in hits if "desc" not in h.get_entities()]
+    return hits[0].get_metadata() if hits else {}
+
+
+def _derivative_companions(layout, bold_file, space: str) -> tuple[Path, Path]:
+    """The brain mask (same space) and the confounds table of one preprocessed run."""
+    ents = _entities_of_run(bold_file)
+    bold = Path(bold_file.path)
+    masks = layout.get(scope="derivatives", space=space, desc="brain", suffix="mask",
+                       extension=[".nii", ".nii.gz"], **ents)
+    masks = [m for m in masks if Path(m.path).parent == bold.parent]
+    if not masks:
+        raise NoInputError(f"{bold}: no brain mask beside it (expected "
+                           f"{bold.name.replace('desc-preproc_bold', 'desc-brain_mask')})")
+    conf = []
+    for suffix in ("timeseries", "regressors"):  # fMRIPrep >= 1.4 / older
+        conf = layout.get(scope="derivatives", desc="confounds", suffix=suffix, extension=".tsv", **ents)
+        conf = [c for c in conf if "space" not in c.get_entities() and Path(c.path).parent == bold.parent]
+        if conf:
+            break
+    if not conf:
+        stem = bold.name.split(f"_space-{space}")[0]
+        raise NoInputError(f"{bold.parent / (stem + '_desc-confounds_timeseries.tsv')}: confounds table "
+                           f"not found (needed for {bold.name})")
+    return Path(masks[0].path), Path(conf[0].path)
 
 
 def _run_key(run: str | None) -> tuple[int, str]:
@@ -139,20 +227,38 @@ def _run_key(run: str | None) -> tuple[int, str]:
 
 
 def _events_for(layout, bold_file) -> Path:
-    ents = {k: v for k, v in bold_file.get_entities().items()
-            if k in ("subject", "session", "task", "run", "acquisition", "direction")}
-    hits = layout.get(suffix="events", extension=".tsv", **ents)
-    hits = [h for h in hits if "_bold" not in h.filename]
-    expected = Path(bold_file.path.replace("_bold.nii.gz", "_events.tsv").replace("_bold.nii", "_events.tsv"))
-    for h in hits:
-        if Path(h.path) == expected:
+    """The raw dataset's ``_events.tsv`` of a run (also for a preprocessed derivative run)."""
+    ents = {k: v for k, v in _entities_of_run(bold_file).items() if k != "echo"}
+    bold = Path(bold_file.path)
+    root = Path(layout.root)
+    if root in bold.parents:  # a raw run (or derivatives stored inside the raw dataset)
+        rel = bold.parent.relative_to(root)
+        if "derivatives" not in rel.parts:
+            expected = bold.parent / _events_name(bold.name)
+            if not expected.is_file():
+                raise NoInputError(f"{expected}: events file not found (needed for {bold.name})")
             return expected
-    if not expected.is_file():
-        raise NoInputError(f"{expected}: events file not found (needed for {Path(bold_file.path).name})")
-    return expected
+    hits = [Path(h.path) for h in layout.get(scope="raw", suffix="events", extension=".tsv", **ents)]
+    hits = [h for h in hits if "derivatives" not in h.relative_to(root).parts]
+    if hits:
+        return sorted(hits, key=lambda h: len(h.name))[0]
+    sub = f"sub-{ents['subject']}"
+    parts = [sub] + ([f"ses-{ents['session']}"] if ents.get("session") else [])
+    stem = "_".join(p for p in [*parts, f"task-{ents['task']}",
+                                f"run-{ents['run']}" if ents.get("run") is not None else ""] if p)
+    expected = root.joinpath(*parts, "func", f"{stem}_events.tsv")
+    raise NoInputError(f"{expected}: events file not found (needed for {bold.name})")
 
 
-def _run_info(bold: Path, events: Path, meta: dict, ents: dict) -> RunInfo:
+def _events_name(bold_name: str) -> str:
+    for ext in (".nii.gz", ".nii"):
+        if bold_name.endswith("_bold" + ext):
+            return bold_name[: -len("_bold" + ext)] + "_events.tsv"
+    return bold_name + "_events.tsv"
+
+
+def _run_info(bold: Path, events: Path, meta: dict, ents: dict, mask: Path | None = None,
+              confounds: Path | None = None, space: str | None = None) -> RunInfo:
     try:
         img = nib.load(str(bold))
     except Exception as exc:
@@ -182,6 +288,7 @@ def _run_info(bold: Path, events: Path, meta: dict, ents: dict) -> RunInfo:
         bold=bold, events=events, t_r=t_r, n_scans=int(img.shape[3]),
         shape=tuple(int(s) for s in img.shape[:3]),
         affine=tuple(tuple(float(x) for x in row) for row in np.round(img.affine, 4)),
+        mask=mask, confounds=confounds, space=space,
     )
 
 

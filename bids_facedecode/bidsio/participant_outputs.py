@@ -44,9 +44,13 @@ def metrics_path(output_dir: Path, subject: str, task: str, space: str) -> Path:
         {"sub": subject, "task": task, "desc": space}, "metrics", ".json")
 
 
-def write_participant_outputs(result, settings) -> list[Path]:
-    """Write every output of one participant; returns the paths written."""
-    out = settings.output_dir
+def write_participant_outputs(result, settings, root: Path | None = None) -> list[Path]:
+    """Write every output of one participant; returns the paths written.
+
+    ``root`` replaces ``settings.output_dir`` as the folder written into (a staging folder
+    that :func:`~bids_facedecode.bidsio.derivatives.commit_stage` swaps into place).
+    """
+    out = Path(root) if root is not None else settings.output_dir
     sub = result.subject
     p = participant_paths(out, sub, settings.task)
     ents = p["ents"]
@@ -54,8 +58,10 @@ def write_participant_outputs(result, settings) -> list[Path]:
     sources = [str(r.bold.relative_to(settings.bids_dir)) for r in result.inputs.runs
                if settings.bids_dir in r.bold.parents]
 
+    space = getattr(result.inputs.runs[0], "space", None)  # maps carry the input's space-<S>
+
     def nii(values, name_ents, suffix, sidecar, dtype=np.float32):
-        path = p["func"] / bids_name({**ents, **name_ents}, suffix, ".nii.gz")
+        path = p["func"] / bids_name({**ents, "space": space, **name_ents}, suffix, ".nii.gz")
         written.append(write_nifti(path, _unmask(values, result.mask_img, dtype),
                                    {**sidecar, "Sources": sources}))
 
@@ -97,7 +103,7 @@ def write_participant_outputs(result, settings) -> list[Path]:
                                    buf.getvalue()))
         if res.reconstructions is not None:
             written.append(_write_recon_figure(p, ents, name, res))
-    written += _write_report(result, settings)
+    written += _write_report(result, settings, out)
     for name, res in result.spaces.items():
         doc = {
             "subject": sub, "task": settings.task, "space": name, "version": __version__,
@@ -105,13 +111,15 @@ def write_participant_outputs(result, settings) -> list[Path]:
             "n_runs": len(result.inputs.runs), "n_volumes": result.inputs.n_scans,
             "n_training_trials": len(result.inputs.train_trial_ids),
             "n_test_images": len(result.inputs.test_ids), "device": result.device,
+            "seed": settings.seed,
             "metrics": res.metrics,
         }
         written.append(write_json(metrics_path(out, sub, settings.task, name), doc))
     logs = out / "logs"
     written.append(write_json(logs / f"sub-{sub}_config.json", {
         **settings.to_dict(), "version": __version__, "python": platform.python_version(),
-        "timings_s": result.timings, "device_used": result.device}))
+        "timings_s": result.timings, "device_used": result.device,
+        "software_versions": software_versions()}))
     written.append(write_text(logs / "CITATION.md", citation_text(settings, result)))
     return written
 
@@ -129,7 +137,7 @@ def _write_recon_figure(p, ents, name, res) -> Path:
     return write_bytes(path, buf.getvalue())
 
 
-def _write_report(result, settings) -> list[Path]:
+def _write_report(result, settings, out: Path | None = None) -> list[Path]:
     from ..report.participant_report import build_participant_report
 
     try:
@@ -137,7 +145,20 @@ def _write_report(result, settings) -> list[Path]:
     except Exception as exc:  # a failed report is logged, never fatal for the analysis
         LOG.error("sub-%s: report failed: %s", result.subject, exc, exc_info=settings.verbosity > 1)
         return []
-    return [write_text(settings.output_dir / f"sub-{result.subject}.html", html)]
+    return [write_text((out or settings.output_dir) / f"sub-{result.subject}.html", html)]
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of Python and of the libraries that shape the numbers (recorded with the outputs)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version(), "bids_facedecode": __version__}
+    for dist in ("numpy", "scipy", "pandas", "torch", "nilearn", "nibabel", "pybids", "scikit-image"):
+        try:
+            found[dist] = version(dist)
+        except PackageNotFoundError:
+            continue
+    return found
 
 
 def citation_text(settings, result) -> str:

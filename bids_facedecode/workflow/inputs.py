@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..bidsio.confounds import load_run_confounds
 from ..bidsio.events import IMAGERY, ONEBACK, TEST, TRAIN, read_events
 from ..bidsio.layout import RunInfo, find_runs
 from ..bidsio.stimuli import StimulusIndex
@@ -31,6 +32,7 @@ class ParticipantInputs:
     imagery_ids: list[str]              # imagined identities (subset of test_ids) or []
     nuisance_kinds: list[str]
     n_imagery_trials: int = 0
+    confounds: list[pd.DataFrame | None] | None = None  # per run (fMRIPrep derivatives), or None
 
     @property
     def n_scans(self) -> int:
@@ -38,8 +40,12 @@ class ParticipantInputs:
 
 
 def collect_inputs(settings: Settings, layout, subject: str, filters: dict) -> ParticipantInputs:
-    """Find the participant's runs, read and normalise events, identify stimuli by content."""
-    runs = find_runs(layout, subject, settings.task, settings.session_label, filters)
+    """Find the participant's runs, read and normalise events, identify stimuli by content.
+
+    Cheap: reads NIfTI headers, events, confounds tables and stimulus files, never the BOLD data.
+    """
+    space = settings.space if settings.derivatives is not None else None
+    runs = find_runs(layout, subject, settings.task, settings.session_label, filters, space=space)
     index = StimulusIndex(settings.stimuli_dir or settings.bids_dir / "stimuli")
     trials = []
     for run in runs:
@@ -81,7 +87,10 @@ def collect_inputs(settings: Settings, layout, subject: str, filters: dict) -> P
             LOG.warning("sub-%s: imagined faces %s are not test faces; they are decoded but "
                         "not identified", subject, ", ".join(unknown))
     kinds = sorted({k for t in trials for k in t["kind"]} - {TRAIN, TEST, IMAGERY, "null"})
+    confounds = None
+    if space is not None:
+        confounds = [load_run_confounds(r.bold, r.confounds, settings.confounds, r.n_scans) for r in runs]
     return ParticipantInputs(subject, runs, trials, index, train_ids, train_trial_ids, test_ids,
-                             imagery_ids, kinds, n_imagery_trials=len(img))
+                             imagery_ids, kinds, n_imagery_trials=len(img), confounds=confounds)
 
 

@@ -42,7 +42,8 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
             frame_times = np.arange(run.n_scans) * run.t_r
             design = build_run_design(
                 trials, frame_times, latents.train, inputs.test_ids, inputs.imagery_ids,
-                inputs.nuisance_kinds, latent_dim=latents.total_dim, run_label=run.label.replace(" ", "_"),
+                inputs.nuisance_kinds, inputs.confounds[k] if inputs.confounds else None,
+                latent_dim=latents.total_dim, run_label=run.label.replace(" ", "_"),
                 high_pass=settings.high_pass,
             )
             if ne is None:

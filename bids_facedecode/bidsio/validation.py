@@ -1,0 +1,169 @@
+"""Checks made before any heavy work: the BIDS validator and the cheap per-participant checks.
+
+Everything here reads headers, sidecars, events, confounds tables and stimulus files, never
+the BOLD data, so a mistake in the last of many participants fails in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ..errors import DataError, FaceDecodeError, ValidationError
+
+LOG = logging.getLogger(__name__)
+VALIDATOR = "bids-validator-deno"
+VALIDATOR_TIMEOUT_S = 600
+
+
+def find_validator() -> str | None:
+    """Path of the ``bids-validator-deno`` executable (PATH, then beside this Python), or None."""
+    found = shutil.which(VALIDATOR)
+    if found:
+        return found
+    beside = Path(sys.executable).parent / VALIDATOR
+    return str(beside) if beside.is_file() else None
+
+
+def validator_issues(directory: Path) -> list[dict] | None:
+    """Run the BIDS validator (3.x) on ``directory``; its issues, or None when it is not installed.
+
+    Returns
+    -------
+    list of dict
+        The validator's issues (keys ``code``, ``severity``, ``location``, ...).
+
+    Raises
+    ------
+    ValidationError
+        When the validator runs but its report cannot be read.
+    """
+    exe = find_validator()
+    if exe is None:
+        return None
+    try:
+        proc = subprocess.run([exe, "--json", str(directory)], capture_output=True, text=True,
+                              timeout=VALIDATOR_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ValidationError(f"{directory}: the BIDS validator did not run ({exc})") from exc
+    try:
+        report = json.loads(proc.stdout)
+        return list(report["issues"]["issues"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise ValidationError(f"{directory}: the BIDS validator failed (exit {proc.returncode}: "
+                              f"{tail[0][:200]})") from exc
+
+
+def validate_bids(bids_dir: Path) -> list[dict]:
+    """Validate the input dataset; raise on errors, log warnings.
+
+    Raises
+    ------
+    ValidationError
+        Naming the first file with an error, its code and the number of errors.
+    """
+    issues = validator_issues(bids_dir)
+    if issues is None:
+        LOG.warning("%s not found: the input was not validated (install the PyPI package "
+                    "bids-validator-deno, or pass --skip-bids-validation)", VALIDATOR)
+        return []
+    errors = [i for i in issues if i.get("severity") == "error"]
+    n_warn = sum(1 for i in issues if i.get("severity") == "warning")
+    if n_warn:
+        LOG.info("BIDS validator: %d warning(s) on %s", n_warn, bids_dir)
+    if errors:
+        first = errors[0]
+        where = f"{bids_dir}{first.get('location', '')}" if first.get("location") else str(bids_dir)
+        msg = " ".join(str(first.get("issueMessage") or "").split())[:200]
+        raise ValidationError(
+            f"{where}: BIDS validator error {first.get('code')}"
+            + (f" ({msg})" if msg else "")
+            + (f" and {len(errors) - 1} more error(s)" if len(errors) > 1 else "")
+            + "; fix the dataset or pass --skip-bids-validation"
+        )
+    return issues
+
+
+def check_enough_trials(inputs, dims: Sequence[int]) -> None:
+    """Enough training data for the joint latent map of all decoded spaces.
+
+    The GLM estimates one regressor per latent dimension (``D = sum(dims)``) plus the face
+    regressor from the training trials: that needs at least ``D + 1`` distinct training images
+    (otherwise the latent regressors are linearly dependent), more training trials than the
+    ``max(dims) + 1 + n_test + n_imagery`` regressors of one space, and more volumes than
+    regressors in all. The paper had ~8,000 images for D = 1024.
+
+    Raises
+    ------
+    DataError
+        Naming the participant's folder, the counts and the minimum.
+    """
+    total = int(sum(dims))
+    n_unique = len(inputs.train_ids)
+    n_trials = len(inputs.train_trial_ids)
+    folder = inputs.runs[0].events.parent
+    if n_unique < total + 1:
+        raise DataError(
+            f"{folder}: sub-{inputs.subject} has {n_unique} distinct training images but decoding "
+            f"{total} latent dimensions needs at least {total + 1} (D + 1: the D latent regressors and "
+            "the face regressor must be linearly independent); add runs or use a smaller latent space"
+        )
+    need = max(dims) + 1 + len(inputs.test_ids) + len(inputs.imagery_ids)
+    if n_trials <= need:
+        raise DataError(
+            f"{folder}: sub-{inputs.subject} has {n_trials} training trials; a map with {max(dims)} "
+            f"latent dimensions needs more than {need} (latents, face, test and imagery regressors)"
+        )
+    n_regressors = total + 1 + len(inputs.test_ids) + len(inputs.imagery_ids) + len(inputs.nuisance_kinds)
+    if inputs.n_scans <= n_regressors + 2 * len(inputs.runs):
+        raise DataError(
+            f"{folder}: sub-{inputs.subject} has {inputs.n_scans} volumes for {n_regressors} regressors "
+            "plus each run's intercept and drifts; add runs or use a smaller latent space"
+        )
+
+
+def validate_participants(subjects: Sequence[str], collect: Callable[[str], object],
+                          dims: Sequence[int]) -> dict[str, object]:
+    """Collect and check every participant's inputs before any of them is analysed.
+
+    Parameters
+    ----------
+    subjects : sequence of str
+    collect : callable
+        ``collect(subject) -> ParticipantInputs`` (cheap: headers, events, stimuli).
+    dims : sequence of int
+        Latent dimension of each decoded space.
+
+    Returns
+    -------
+    dict
+        Subject label -> its inputs.
+
+    Raises
+    ------
+    FaceDecodeError
+        The first problem found; the problems of the other participants are logged.
+    """
+    found: dict[str, object] = {}
+    problems: list[FaceDecodeError] = []
+    for subject in subjects:
+        try:
+            inputs = collect(subject)
+            check_enough_trials(inputs, dims)
+            found[subject] = inputs
+        except FaceDecodeError as exc:
+            problems.append(exc)
+            if len(problems) > 1:
+                LOG.error("sub-%s: %s", subject, exc)
+    if problems:
+        if len(problems) > 1:
+            LOG.error("%d of %d participants failed validation; nothing was analysed",
+                      len(problems), len(subjects))
+        raise problems[0]
+    return found
