@@ -36,8 +36,9 @@ def test_participant_files(app_run, sub):
     assert (app_run / f"sub-{sub}" / "figures" / f"{stem}_desc-pca_reconstructions.png").is_file()
     assert (app_run / f"sub-{sub}.html").is_file()
     assert (app_run / "logs" / f"sub-{sub}_config.json").is_file()
-    # no temporary files left behind
-    assert not [p for p in app_run.rglob(".*") if p.is_file()]
+    # no temporary files or staging folders left behind (.bidsignore is an output)
+    assert not [p for p in app_run.rglob(".*") if p.is_file() and p.name != ".bidsignore"]
+    assert not list((app_run / ".bids_facedecode").glob("*.stage*"))
 
 
 @pytest.mark.parametrize("sub", SUBJECTS)
