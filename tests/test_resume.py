@@ -183,7 +183,7 @@ def test_concurrent_participants_share_one_output_dir(app_run, app_dataset, smal
         args[args.index("-w") + 1] = str(tmp_path / f"work{len(procs)}")
         procs.append(_spawn(args))
     outputs = [p.communicate(timeout=300) for p in procs]
-    for proc, (stdout, stderr) in zip(procs, outputs, strict=True):
+    for proc, (_stdout, stderr) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, stderr
     # the second sub-01 job waited for the first one's lock, then found its outputs complete
     assert sum("outputs complete, skipped" in o for o, _ in outputs) == 1

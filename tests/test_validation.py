@@ -1,0 +1,111 @@
+"""Validation before work: the BIDS validator (on inputs and on our own outputs), trial counts,
+all participants checked before the first is analysed."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from bids_facedecode.bidsio import validation
+from bids_facedecode.cli import main
+from bids_facedecode.errors import DataError, NoInputError, ValidationError
+
+needs_validator = pytest.mark.skipif(validation.find_validator() is None,
+                                     reason="bids-validator-deno not installed")
+
+
+@pytest.fixture(scope="module")
+def outputs(sim_tiny, tmp_path_factory) -> dict[str, Path]:
+    """Our derivatives from raw BOLD and from the fMRIPrep derivatives."""
+    base = tmp_path_factory.mktemp("validation")
+    stim = pd.read_csv(sim_tiny / "sourcedata" / "simulation" / "stimuli.tsv", sep="\t", na_values="n/a")
+    stim = stim[stim.role != "placeholder"].drop_duplicates("sha1")
+    cols = [c for c in stim.columns if c not in ("stim_file", "sha1", "subject", "role")][:8]
+    table = base / "truth.tsv"
+    stim[["sha1", *cols]].to_csv(table, sep="\t", index=False)
+    outs = {}
+    for name, extra in (("raw", []), ("fmriprep", ["--derivatives", str(sim_tiny / "derivatives" / "fmriprep")])):
+        out = base / name
+        assert main([str(sim_tiny), str(out), "participant", "--latent-space", "truth", "--latents",
+                     f"truth={table}", "--n-voxels", "100", "-w", str(base / "work"), *extra]) == 0
+        outs[name] = out
+    return outs
+
+
+@needs_validator
+@pytest.mark.parametrize("kind", ["raw", "fmriprep"])
+def test_our_derivatives_pass_the_bids_validator(outputs, kind):
+    issues = validation.validator_issues(outputs[kind])
+    errors = [i for i in issues if i["severity"] == "error"]
+    assert not errors, errors
+    # the validator did look at our files (it warns about recommended sidecar keys of our maps)
+    assert any("sub-01" in str(i.get("location", "")) for i in issues)
+
+
+@needs_validator
+def test_simulated_input_passes(sim_tiny):
+    issues = validation.validate_bids(sim_tiny)
+    assert all(i["severity"] != "error" for i in issues)
+
+
+def test_validator_errors_name_the_first_file(monkeypatch, tmp_path):
+    fake = [{"code": "WARN_ONLY", "severity": "warning", "location": "/README"},
+            {"code": "EVENTS_TSV_MISSING", "severity": "error", "location": "/sub-01/func/x_bold.nii.gz",
+             "issueMessage": "Task scans should have\n a corresponding events.tsv"},
+            {"code": "OTHER", "severity": "error", "location": "/sub-02"}]
+    monkeypatch.setattr(validation, "validator_issues", lambda d: fake)
+    with pytest.raises(ValidationError) as exc:
+        validation.validate_bids(tmp_path)
+    msg = str(exc.value)
+    assert msg.startswith(f"{tmp_path}/sub-01/func/x_bold.nii.gz: BIDS validator error EVENTS_TSV_MISSING")
+    assert "and 1 more error(s)" in msg and "\n" not in msg and exc.value.exit_code == 16
+
+
+def test_missing_validator_warns(monkeypatch, tmp_path, caplog):
+    monkeypatch.setattr(validation, "find_validator", lambda: None)
+    with caplog.at_level(logging.WARNING):
+        assert validation.validate_bids(tmp_path) == []
+    assert "bids-validator-deno not found" in caplog.text
+
+
+def _inputs(n_unique: int, n_trials: int, n_test: int = 2, n_img: int = 0, n_scans: int = 10_000):
+    return SimpleNamespace(
+        subject="01", runs=[SimpleNamespace(events=Path("/data/sub-01/func/x_events.tsv"))],
+        train_ids=[f"s{i}" for i in range(n_unique)],
+        train_trial_ids=[f"s{i % n_unique}" for i in range(n_trials)],
+        test_ids=[f"t{i}" for i in range(n_test)], imagery_ids=[f"t{i}" for i in range(n_img)],
+        nuisance_kinds=["oneback"], n_scans=n_scans)
+
+
+def test_enough_trials_boundary():
+    """D + 1 distinct training images is the minimum for D latent dimensions (summed over spaces)."""
+    validation.check_enough_trials(_inputs(n_unique=11, n_trials=40), [6, 4])
+    with pytest.raises(DataError, match=r"/data/sub-01/func: .* 10 distinct training images .* at least 11"):
+        validation.check_enough_trials(_inputs(n_unique=10, n_trials=40), [6, 4])
+    # trials: more than max(D) + 1 + n_test + n_imagery
+    with pytest.raises(DataError, match="more than 10"):
+        validation.check_enough_trials(_inputs(n_unique=10, n_trials=10, n_test=2, n_img=1), [6])
+    validation.check_enough_trials(_inputs(n_unique=10, n_trials=11, n_test=2, n_img=1), [6])
+    with pytest.raises(DataError, match="volumes"):
+        validation.check_enough_trials(_inputs(n_unique=11, n_trials=40, n_scans=12), [6, 4])
+
+
+def test_all_participants_checked_before_any_is_analysed(caplog):
+    seen = []
+
+    def collect(subject):
+        seen.append(subject)
+        if subject in ("02", "03"):
+            raise NoInputError(f"/data/sub-{subject}/func/x_events.tsv: events file not found")
+        return _inputs(50, 100)
+
+    with caplog.at_level(logging.ERROR), pytest.raises(NoInputError, match="sub-02"):
+        validation.validate_participants(["01", "02", "03"], collect, [8])
+    assert seen == ["01", "02", "03"]
+    assert "sub-03" in caplog.text and "2 of 3 participants failed validation" in caplog.text
+    found = validation.validate_participants(["01"], collect, [8])
+    assert list(found) == ["01"]
