@@ -55,6 +55,32 @@ def test_runs_found_through_pybids(sim_tiny, layout):
         assert r.t_r == 2.0 and r.space == SPACE
 
 
+def test_derivatives_outside_the_raw_dataset(sim_tiny, tmp_path):
+    import shutil
+
+    deriv = tmp_path / "fmriprep"
+    shutil.copytree(sim_tiny / "derivatives" / "fmriprep", deriv)
+    layout = index_dataset(sim_tiny, None, deriv)
+    runs = find_runs(layout, "01", "faces", space=SPACE)
+    assert len(runs) == 2 and all(deriv in r.bold.parents and deriv in r.mask.parents for r in runs)
+    assert all(r.events.parent == sim_tiny / "sub-01" / "ses-01" / "func" for r in runs)
+
+
+def test_two_resolutions_of_one_run_are_refused(sim_tiny, tmp_path):
+    import shutil
+
+    deriv = tmp_path / "fmriprep"
+    shutil.copytree(sim_tiny / "derivatives" / "fmriprep", deriv)
+    func = deriv / "sub-01" / "ses-01" / "func"
+    for path in list(func.glob(f"*run-01_space-{SPACE}_desc-*")):
+        shutil.copy(path, func / path.name.replace(f"space-{SPACE}_", f"space-{SPACE}_res-2_"))
+    layout = index_dataset(sim_tiny, None, deriv)
+    with pytest.raises(UsageError, match="second image of the run"):
+        find_runs(layout, "01", "faces", space=SPACE)
+    runs = find_runs(layout, "01", "faces", filters={"res": "2"}, space=SPACE)
+    assert len(runs) == 1 and "res-2" in runs[0].bold.name and "res-2" in runs[0].mask.name
+
+
 def test_same_trials_as_raw_path(both_inputs):
     raw, prep = both_inputs
     assert [r.n_scans for r in raw.runs] == [r.n_scans for r in prep.runs]

@@ -166,8 +166,22 @@ def find_runs(layout, subject: str, task: str, sessions: tuple[str, ...] = (),
                 meta = {**_raw_metadata(layout, f), **meta}
         runs.append(_run_info(bold, events, meta, ents, mask=mask, confounds=confounds, space=space))
     runs.sort(key=lambda r: (r.session or "", _run_key(r.run), str(r.bold)))
+    _check_one_image_per_run(files)
     _check_same_grid(runs)
     return runs
+
+
+def _check_one_image_per_run(files) -> None:
+    """Two images of one run (e.g. fMRIPrep ``res-1`` and ``res-2``) would be analysed twice."""
+    seen: dict[tuple, Path] = {}
+    for f in files:
+        key = tuple(sorted((k, str(v)) for k, v in _entities_of_run(f).items()))
+        if key in seen:
+            raise UsageError(
+                f"{f.path}: a second image of the run of {seen[key].name}; select one with "
+                '--bids-filter-file (e.g. {"bold": {"res": "2"}}) or --space'
+            )
+        seen[key] = Path(f.path)
 
 
 def _nothing_selected(layout, subject: str, task: str, filters: dict | None, space: str | None) -> str:
@@ -203,7 +217,9 @@ def _derivative_companions(layout, bold_file, space: str) -> tuple[Path, Path]:
     bold = Path(bold_file.path)
     masks = layout.get(scope="derivatives", space=space, desc="brain", suffix="mask",
                        extension=[".nii", ".nii.gz"], **ents)
-    masks = [m for m in masks if Path(m.path).parent == bold.parent]
+    same_grid = {k: bold_file.get_entities().get(k) for k in ("res", "den")}
+    masks = [m for m in masks if Path(m.path).parent == bold.parent
+             and all(m.get_entities().get(k) == v for k, v in same_grid.items())]
     if not masks:
         raise NoInputError(f"{bold}: no brain mask beside it (expected "
                            f"{bold.name.replace('desc-preproc_bold', 'desc-brain_mask')})")
