@@ -196,6 +196,9 @@ def settings_from_args(args: argparse.Namespace, argv: list[str]) -> Settings:
     spaces = tuple(s.lower() for s in args.latent_space) if args.latent_space else None
     if spaces is None:
         spaces = tuple(dict.fromkeys([*LATENT_SPACES_AVAILABLE(), *latents, *models]))
+    if not spaces and args.analysis_level == "participant":
+        raise UsageError("no latent space to decode in: this installation ships no latent model; "
+                         "give --latents SPACE=FILE or --latent-model SPACE=DIR")
     for space in spaces:
         if space not in LATENT_SPACES and space not in latents and space not in models:
             raise UsageError(f"--latent-space {space}: unknown space; use one of {', '.join(LATENT_SPACES)} "

@@ -15,8 +15,14 @@ from bids_facedecode.latents.datasets import EpochSampler, FaceImages
 from bids_facedecode.latents.registry import load_latent_model
 from bids_facedecode.latents.train import TrainOptions, kl_divergence, train_vaegan
 from bids_facedecode.latents.vaegan import VAEGANModel
-from bids_facedecode.latents.vaegan_nets import (ARCHS, Decoder, Discriminator, Encoder,
-                                                 count_parameters, get_arch)
+from bids_facedecode.latents.vaegan_nets import (
+    ARCHS,
+    Decoder,
+    Discriminator,
+    Encoder,
+    count_parameters,
+    get_arch,
+)
 from bids_facedecode.simulate.faces import face_corpus
 
 DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(

@@ -83,7 +83,7 @@ def move_along(model: LatentModel, latents: np.ndarray, axis: np.ndarray,
 
 def plot_latent_arithmetic(model: LatentModel, images: np.ndarray, is_male: np.ndarray,
                            out_path: str | Path, n_steps: int = 7, n_rows: int = 3,
-                           alphas: np.ndarray | None = None) -> Path:
+                           alphas: np.ndarray | None = None, dpi: int = 80) -> Path:
     """Draw interpolations and gender-axis moves in one PNG figure (for the model card).
 
     Parameters
@@ -99,6 +99,7 @@ def plot_latent_arithmetic(model: LatentModel, images: np.ndarray, is_male: np.n
         Rows of each panel.
     alphas : ndarray of shape (K,), optional
         Steps along the gender axis (default ``-1.5 .. 1.5``).
+    dpi : int
 
     Returns
     -------
@@ -136,6 +137,6 @@ def plot_latent_arithmetic(model: LatentModel, images: np.ndarray, is_male: np.n
     fig.tight_layout()
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, dpi=110)
+    fig.savefig(out_path, dpi=dpi)
     plt.close(fig)
     return out_path

@@ -46,9 +46,6 @@ class VAEGANModel(LatentModel):
         self.crop_factor = float(crop_factor)
         self.meta = dict(meta or {})
 
-    def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-
     @torch.no_grad()
     def encode(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         x = self.prepare(images)
@@ -56,8 +53,7 @@ class VAEGANModel(LatentModel):
         out = np.empty((len(x), self.latent_dim), dtype=np.float32)
         for sl in batches(len(x), batch_size):
             xb = torch.from_numpy(x[sl]).to(self.device).permute(0, 3, 1, 2)
-            with self._autocast():
-                mu, _ = self.encoder(xb)
+            mu, _ = self.encoder(xb)  # float32 (bf16 is for training only)
             out[sl] = mu.float().cpu().numpy()
         return out
 
@@ -68,8 +64,7 @@ class VAEGANModel(LatentModel):
         s = self.image_size
         out = np.empty((len(z), s, s, 3), dtype=np.float32)
         for sl in batches(len(z), batch_size):
-            with self._autocast():
-                xb = self.decoder(torch.from_numpy(z[sl]).to(self.device))
+            xb = self.decoder(torch.from_numpy(z[sl]).to(self.device))
             out[sl] = xb.float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
         return out
 

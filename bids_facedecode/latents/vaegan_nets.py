@@ -94,7 +94,7 @@ class VAEGANArch:
 ARCHS: dict[str, VAEGANArch] = {
     "paper": VAEGANArch("paper", 128, 1024, (192, 256, 384, 512, 768), 1024, 1024,
                         (512, 384, 256, 192), (64, 128, 256, 256), 512, 3, True),
-    "small": VAEGANArch("small", 64, 128, (32, 64, 128, 256), 0, 256, (128, 64, 32),
+    "small": VAEGANArch("small", 64, 128, (48, 96, 192, 384), 0, 384, (192, 96, 48),
                         (32, 64, 128, 128), 256, 3, False),
     "tiny": VAEGANArch("tiny", 16, 8, (8, 16), 0, 16, (8,), (8, 16), 32, 3, False),
 }
