@@ -143,7 +143,7 @@ def _add_input_and_rerun_options(p: argparse.ArgumentParser) -> None:
     from .bidsio.confounds import COMPONENTS, DEFAULT_STRATEGY, PRESETS
 
     g = p.add_argument_group("preprocessed input (fMRIPrep) and reruns")
-    g.add_argument("--derivatives", type=Path, metavar="PATH",
+    g.add_argument("--derivatives", type=Path, metavar="PATH", dest="fmriprep_dir",
                    help="fMRIPrep derivatives folder: use its space-<S>_desc-preproc_bold runs, brain masks "
                         "(intersected across runs) and confounds instead of the raw BOLD")
     g.add_argument("--space", default=None, metavar="SPACE",
@@ -162,13 +162,13 @@ def _input_and_rerun_settings(args: argparse.Namespace) -> dict:
     from .bidsio.confounds import DEFAULT_STRATEGY, parse_strategy
     from .errors import NoInputError
 
-    if args.derivatives is None:
+    if args.fmriprep_dir is None:
         for flag, value in (("--space", args.space), ("--confounds", args.confounds)):
             if value is not None:
                 raise UsageError(f"{flag} {value}: only used with --derivatives (raw BOLD has no "
                                  "space or confounds)")
         return {"derivatives": None, "space": None, "confounds": (), "overwrite": args.overwrite}
-    derivatives = args.derivatives.expanduser().resolve()
+    derivatives = args.fmriprep_dir.expanduser().resolve()
     if not derivatives.is_dir():
         raise NoInputError(f"{derivatives}: --derivatives folder does not exist")
     space = (args.space or DEFAULT_SPACE).strip()
