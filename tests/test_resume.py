@@ -195,3 +195,49 @@ def test_concurrent_participants_share_one_output_dir(app_run, app_dataset, smal
         assert (out / f"{sub}.html").is_file() and (out / "logs" / f"{sub}_config.json").is_file()
     _no_staging_left(out)
     assert main([str(app_dataset), str(out), "group"]) == 0
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*"))
+            if p.is_file() and ".bids_facedecode" not in p.parts}
+
+
+def _stage_new(out: Path, tag: str) -> Path:
+    from bids_facedecode.bidsio import derivatives as deriv
+
+    new = deriv.new_stage(out, "01")
+    (new / SUB / "func").mkdir(parents=True)
+    (new / SUB / "func" / "a.tsv").write_text(tag)
+    (new / SUB / "m_metrics.json").write_text(tag)
+    (new / f"{SUB}.html").write_text(tag)
+    (new / "logs").mkdir()
+    (new / "logs" / f"{SUB}_config.json").write_text(tag)
+    return new
+
+
+@pytest.mark.parametrize("crash", ["before_ready", "after_ready", "dir_moved_aside", "all_swapped"])
+def test_commit_journal_states(tmp_path, crash):
+    """Every state a crash can leave during a commit is recovered to all-old or all-new."""
+    from bids_facedecode.bidsio import derivatives as deriv
+
+    out = tmp_path / "out"
+    _stage_new(out, "old")
+    deriv.commit_stage(out, "01")
+    old = _tree(out)
+    assert set(old.values()) == {"old"} and len(old) == 4
+    stage = deriv.stage_dir(out, "01")
+    _stage_new(out, "new")
+    if crash != "before_ready":
+        (stage / "READY").write_text("complete\n")
+    if crash in ("dir_moved_aside", "all_swapped"):
+        for rel in deriv._stage_items(stage / "new", "01")[:-1]:  # files swapped, then the folder ...
+            deriv._swap(stage, out, rel)
+        (stage / "old").mkdir(exist_ok=True)
+        (out / SUB).rename(stage / "old" / SUB)  # ... moved aside, killed before the new one moved in
+        if crash == "all_swapped":
+            (stage / "new" / SUB).rename(out / SUB)
+    assert deriv.recover_participant(out, "01") == ("discarded" if crash == "before_ready" else "rolled forward")
+    after = _tree(out)
+    assert sorted(after) == sorted(old)
+    assert set(after.values()) == ({"old"} if crash == "before_ready" else {"new"})
+    assert not stage.exists() and deriv.recover_participant(out, "01") is None

@@ -109,3 +109,19 @@ def test_all_participants_checked_before_any_is_analysed(caplog):
     assert "sub-03" in caplog.text and "2 of 3 participants failed validation" in caplog.text
     found = validation.validate_participants(["01"], collect, [8])
     assert list(found) == ["01"]
+
+
+def test_bidsignore_keeps_user_lines(tmp_path):
+    from bids_facedecode.bidsio.derivatives import BIDSIGNORE, ensure_bidsignore
+
+    path = ensure_bidsignore(tmp_path)
+    assert path.read_text() == BIDSIGNORE
+    path.write_text("my_notes/\n*_decoding.tsv\n")
+    ensure_bidsignore(tmp_path)
+    text = path.read_text()
+    assert text.startswith("my_notes/\n*_decoding.tsv\n")
+    assert all(line in text.splitlines() for line in BIDSIGNORE.splitlines())
+    assert text.count("*_decoding.tsv") == 1
+    before = path.stat().st_mtime_ns
+    ensure_bidsignore(tmp_path)
+    assert path.stat().st_mtime_ns == before and path.read_text() == text

@@ -186,11 +186,22 @@ def stage_dir(output_dir: Path, subject: str) -> Path:
 
 
 def ensure_bidsignore(output_dir: Path) -> Path:
-    """Write the output's ``.bidsignore`` (non-schema outputs) unless it is already the same."""
+    """Make the output's ``.bidsignore`` list our non-schema outputs, keeping a user's own lines.
+
+    Idempotent (safe when several jobs call it at once): writes only when a pattern is missing.
+    """
     path = Path(output_dir) / ".bidsignore"
-    if path.is_file() and path.read_text() == BIDSIGNORE:
+    try:
+        current = path.read_text() if path.is_file() else ""
+    except OSError:
+        current = ""
+    have = {line.strip() for line in current.splitlines()}
+    missing = [line for line in BIDSIGNORE.splitlines() if line.strip() not in have]
+    if not current:
+        return write_text(path, BIDSIGNORE)
+    if not [m for m in missing if m and not m.startswith("#")]:
         return path
-    return write_text(path, BIDSIGNORE)
+    return write_text(path, current.rstrip("\n") + "\n" + "\n".join(missing) + "\n")
 
 
 class ParticipantLock:
