@@ -51,6 +51,14 @@ class Settings:
     events: EventSpec = field(default_factory=EventSpec)
     verbosity: int = 0
     command_line: str = ""
+    # analyses (issue 5): decoders, voxel selection, regions, imagery labels, decoder re-use
+    decoders: tuple[str, ...] = ("ols",)
+    voxel_selection: str = "ftest"
+    roi_atlas: Path | None = None
+    roi_labels: Path | None = None
+    imagery_labels: Path | None = None
+    decoder_from: tuple[Path, ...] = ()
+    n_permutations: int = 1000
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (paths as strings)."""

@@ -19,8 +19,9 @@ from .bidsio.layout import index_dataset, read_filter_file, resolve_labels
 from .config import Settings
 from .device import describe_device, select_device
 from .errors import DataError, FaceDecodeError
-from .workflow.decoding import SpaceResult, decode_space
+from .workflow.decoding import SpaceResult, decode_space, plan_analyses
 from .workflow.inputs import ParticipantInputs, collect_inputs
+from .workflow.reuse import reuse_mask
 from .workflow.spaces import LatentSpace, compute_latents, open_spaces
 from .workflow.streaming import fit_joint_glm
 
@@ -51,16 +52,19 @@ def analyse_participant(settings: Settings, layout, subject: str, spaces: list[L
     timings["inputs_and_latents"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    mask_img = compute_brain_mask(inputs.runs[0].bold)
+    mask_img = reuse_mask(settings, inputs.runs[0])  # --decoder-from: the decoder's mask
+    if mask_img is None:
+        mask_img = compute_brain_mask(inputs.runs[0].bold)
     mask = np.asarray(mask_img.dataobj).astype(bool)
     if not mask.any():
         raise DataError(f"{inputs.runs[0].bold}: the brain mask is empty")
     cache = settings.work_dir / "cache" / f"sub-{subject}" if settings.work_dir else None
-    ne = fit_joint_glm(inputs, latents, mask, settings, device, cache)
+    analyses = plan_analyses(settings, inputs, mask_img)
+    ne = fit_joint_glm(inputs, latents, mask, settings, device, cache, run_hooks=analyses.hooks())
     timings["glm"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
-    results = {s.name: decode_space(s, ne, inputs, latents, settings) for s in spaces}
+    results = {s.name: decode_space(s, ne, inputs, latents, settings, analyses) for s in spaces}
     timings["decode"] = time.perf_counter() - t2
     return ParticipantResult(subject, inputs, mask_img, results, describe_device(device), timings)
 
