@@ -236,9 +236,15 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
 
     rel = nc = halves = None
     if analyses.halves is not None:
-        halves = b1, b2 = _half_test_betas(analyses.halves.folds(ne_all), columns, test_names)
-        rel = reliability.spearman_brown(reliability.voxel_split_half(b1, b2))
-        nc = reliability.noise_ceiling(b1, b2)
+        try:
+            halves = b1, b2 = _half_test_betas(analyses.halves.folds(ne_all), columns, test_names)
+            rel = reliability.spearman_brown(reliability.voxel_split_half(b1, b2))
+            nc = reliability.noise_ceiling(b1, b2)
+        except DataError as exc:
+            if settings.voxel_selection == "noiseceiling":
+                raise DataError(f"sub-{inputs.subject}: --voxel-selection noiseceiling: {exc}") from exc
+            LOG.warning("sub-%s %s: no split-half reliability (%s)", inputs.subject, space.name, exc)
+            halves = None
     score = np.nan_to_num(f_map, nan=-np.inf)
     if settings.voxel_selection == "noiseceiling":
         if nc is None:
