@@ -120,6 +120,7 @@ def test_decoder_reuse_reproduces_and_transfers(analyses_run, app_dataset, small
     assert "pairwise_latent" in _metrics(out, "02")["metrics"]
 
 
+@pytest.mark.slow
 def test_noise_ceiling_selection_picks_the_top_of_its_map(app_dataset, small_pca, tmp_path):
     out = tmp_path / "nc"
     assert main(app_args(app_dataset, out, small_pca, "participant", "--participant-label", "01",
@@ -133,6 +134,7 @@ def test_noise_ceiling_selection_picks_the_top_of_its_map(app_dataset, small_pca
     assert doc["voxel_selection"] == "noiseceiling" and doc["metrics"]["pairwise_latent"]["value"] > 0.7
 
 
+@pytest.mark.slow
 def test_imagery_labels_table_replaces_the_events_column(app_dataset, small_pca, tmp_path, analyses_run):
     """Without the events column imagery is not evaluated; a labels table brings it back, equal."""
     bids = tmp_path / "bids"
