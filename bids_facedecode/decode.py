@@ -226,6 +226,35 @@ def decode_latents_wls(B, W, z_mean, face_index: int, noise_var, ridge: float = 
 RIDGE_GRID = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
 
 
+def _ridge_fold_errors(Wtr: np.ndarray, Wf: np.ndarray, C: np.ndarray, zcols: list[int],
+                       order: list[int], grid) -> np.ndarray:
+    """CV error of one fold for every ``λ`` of ``grid`` from one eigendecomposition of ``W Wᵀ``."""
+    G = Wtr @ Wtr.T
+    s, U = np.linalg.eigh(G)
+    scale = float(np.mean(np.diag(G)))
+    A = Wf @ Wtr.T @ U                                  # (k, k)
+    k = G.shape[0]
+    out = np.full(len(grid), np.nan)
+    for i, lam in enumerate(grid):
+        d = s + lam * scale
+        if d.min() <= 1e-10 * max(d.max(), np.finfo(float).tiny):
+            continue  # not invertible (λ = 0 with too few voxels)
+        E = (A / d) @ U.T - np.eye(k)                   # W_f M(λ) − I
+        Ez = E[np.ix_(order, zcols)]
+        out[i] = float(np.trace(Ez.T @ C @ Ez))
+    return out
+
+
+def _ridge_setup(k: int, latent_cov, face_index: int):
+    cov = np.asarray(latent_cov, dtype=np.float64)
+    zcols = [i for i in range(k) if i != face_index]
+    order = zcols + [face_index]
+    C = np.zeros((k, k))
+    C[: k - 1, : k - 1] = cov
+    C[k - 1, k - 1] = 1.0
+    return C, zcols, order
+
+
 def ridge_cv_error(train_maps, held_maps, latent_cov, ridge: float, face_index: int) -> float:
     """Cross-validated decoding error of the ridge inverse on held-out forward maps.
 
@@ -251,22 +280,14 @@ def ridge_cv_error(train_maps, held_maps, latent_cov, ridge: float, face_index: 
     Returns
     -------
     float
+        NaN when the inverse does not exist.
     """
-    cov = np.asarray(latent_cov, dtype=np.float64)
     total = 0.0
     for Wtr, Wf in zip(train_maps, held_maps, strict=True):
         Wtr, Wf = np.asarray(Wtr, np.float64), np.asarray(Wf, np.float64)
-        k = Wtr.shape[0]
-        M = inverse_map(Wtr, ridge=ridge).cpu().numpy()          # (V, D+1)
-        E = Wf @ M - np.eye(k)
-        zcols = [i for i in range(k) if i != face_index]
-        order = zcols + [face_index]
-        C = np.zeros((k, k))
-        C[: k - 1, : k - 1] = cov
-        C[k - 1, k - 1] = 1.0
-        Ez = E[np.ix_(order, zcols)]
-        total += float(np.trace(Ez.T @ C @ Ez))
-    return total
+        C, zcols, order = _ridge_setup(Wtr.shape[0], latent_cov, face_index)
+        total += _ridge_fold_errors(Wtr, Wf, C, zcols, order, [ridge])[0]
+    return float(total)
 
 
 def choose_ridge(train_maps, held_maps, latent_cov, face_index: int,
@@ -289,12 +310,11 @@ def choose_ridge(train_maps, held_maps, latent_cov, face_index: int,
     """
     if len(train_maps) < 2:
         raise DataError("ridge: cross-validation needs at least 2 folds (sessions or run groups)")
-    errors = np.full(len(grid), np.nan)
-    for i, lam in enumerate(grid):
-        try:
-            errors[i] = ridge_cv_error(train_maps, held_maps, latent_cov, lam, face_index)
-        except DataError:
-            continue
+    errors = np.zeros(len(grid))
+    for Wtr, Wf in zip(train_maps, held_maps, strict=True):
+        Wtr, Wf = np.asarray(Wtr, np.float64), np.asarray(Wf, np.float64)
+        C, zcols, order = _ridge_setup(Wtr.shape[0], latent_cov, face_index)
+        errors += _ridge_fold_errors(Wtr, Wf, C, zcols, order, grid)
     if not np.isfinite(errors).any():
         raise DataError("ridge: no candidate penalty gives an invertible decoder")
     return float(grid[int(np.nanargmin(errors))]), errors

@@ -84,3 +84,22 @@ def test_choose_ridge_follows_the_noise():
     assert lam > 0 and np.nanmin(errs) < errs[0]
     with pytest.raises(DataError, match="2 folds"):
         choose_ridge([W], [W], cov, D)
+
+
+def test_ridge_cv_error_matches_the_explicit_inverse(rng):
+    """The eigendecomposition shortcut equals Σ_f tr(E_zᵀ C E_z) with the inverse computed directly."""
+    from bids_facedecode.decode import inverse_map
+
+    D, V = 4, 12
+    tr = [rng.normal(size=(D + 1, V)) for _ in range(3)]
+    held = [rng.normal(size=(D + 1, V)) for _ in range(3)]
+    A = rng.normal(size=(D, D))
+    cov = A @ A.T
+    C = np.zeros((D + 1, D + 1))
+    C[:D, :D], C[D, D] = cov, 1.0
+    for lam in (0.0, 0.05, 2.0):
+        want = 0.0
+        for Wtr, Wf in zip(tr, held, strict=True):
+            E = Wf @ inverse_map(Wtr, ridge=lam).numpy() - np.eye(D + 1)
+            want += np.trace(E[:, :D].T @ C @ E[:, :D])
+        assert ridge_cv_error(tr, held, cov, lam, face_index=D) == pytest.approx(want, rel=1e-8)

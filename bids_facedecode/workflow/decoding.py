@@ -29,7 +29,7 @@ from ..bidsio.labels import stimulus_genders
 from ..config import Settings
 from ..errors import DataError, UsageError
 from ..images import load_images
-from .folds import FoldAccumulator, cv_folds_of_runs, half_of_runs, solve_present, subtract, voxels
+from .folds import FoldAccumulator, cv_folds_of_runs, half_of_runs, solve_present, subtract
 from .inputs import ParticipantInputs
 from .reuse import SavedDecoder, load_decoder, voxel_index
 from .spaces import JointLatents, LatentSpace
@@ -196,22 +196,22 @@ def _half_test_betas(halves, columns: list[str], test_names: list[str]) -> list[
     return out
 
 
-def _fold_maps(folds, total, columns: list[str], sel: np.ndarray, D: int):
-    """Per fold: the map W (rows z1..zD, face) without the fold and of the fold alone, on ``sel``."""
-    train, held = [], []
+def _fold_betas(folds, total, columns: list[str], D: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per fold: the maps W (rows z1..zD, face, all voxels) without the fold and of the fold alone."""
+    out = []
     for k, f in enumerate(folds):
-        rest = subtract(total, [f])
-        for ne_part, dest in ((rest, train), (f, held)):
-            part = voxels(glm.subset(ne_part, columns), sel)
+        pair = []
+        for part in (subtract(total, [f]), f):
             try:
-                betas, names = solve_present(part)
+                betas, names = solve_present(glm.subset(part, columns))
             except DataError as exc:
                 raise DataError(f"ridge: cross-validation fold {k + 1} cannot be fitted alone ({exc}); "
                                 "use more runs per session, or another decoder") from exc
             if names[: D + 1] != columns[: D + 1]:
-                raise DataError(f"ridge: fold {k + 1} has no training trials")
-            dest.append(betas[: D + 1].cpu().numpy())
-    return train, held
+                raise DataError(f"ridge: cross-validation fold {k + 1} has no training trials")
+            pair.append(betas[: D + 1].cpu().numpy())
+        out.append(tuple(pair))
+    return out
 
 
 def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents: JointLatents,
@@ -282,6 +282,7 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
 
     latent_cov = np.cov(latents.train_raw[space.name], rowvar=False).reshape(D, D)
     cv_folds = analyses.cv.folds(ne_all) if analyses.cv is not None else None
+    fold_betas = None  # solved once per space, sliced per region
     saved = analyses.saved.get(space.name)
     regions: list[tuple[str, np.ndarray | None]] = [("all", None)]
     if saved is None:
@@ -321,8 +322,11 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
                         if saved is not None:
                             lam = saved.ridge
                         else:
-                            tr, held = _fold_maps(cv_folds, ne_all, columns, sel, D)
-                            lam, errs = decode.choose_ridge(tr, held, latent_cov, D)
+                            if fold_betas is None:
+                                fold_betas = _fold_betas(cv_folds, ne_all, columns, D)
+                            lam, errs = decode.choose_ridge([a[:, sel] for a, _ in fold_betas],
+                                                            [b[:, sel] for _, b in fold_betas],
+                                                            latent_cov, D)
                             cv_rows += [{"roi": roi, "ridge": g, "cv_error": e, "chosen": g == lam}
                                         for g, e in zip(decode.RIDGE_GRID, errs, strict=True)]
                     test_dec = decode.decode_latents(B_test, W, zm, D, ridge=lam)
