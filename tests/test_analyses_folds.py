@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from bids_facedecode import glm
 from bids_facedecode.errors import DataError
@@ -46,11 +47,16 @@ def _lstsq(runs, keep_cols):
     return np.linalg.lstsq(np.hstack([X, big_n]), Y, rcond=None)[0][: len(keep_cols)]
 
 
-def test_fold_accumulator_matches_direct_fits(rng):
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                 reason="no CUDA device"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fold_accumulator_matches_direct_fits(rng, device):
     runs = _runs(rng)
     names = ["a", "b", "c", "d"]
     folds = [0, 1, 0, 1, 1]
-    total = glm.new_normal_equations(names, 7)
+    total = glm.new_normal_equations(names, 7, device)
     hook = FoldAccumulator(folds, "test")
     for k, (X, N, Y) in enumerate(runs):
         glm.accumulate_run(total, X, Y, N)
@@ -60,17 +66,17 @@ def test_fold_accumulator_matches_direct_fits(rng):
     # fold 0 (runs 0, 2): regressor d is absent and dropped
     b0, n0 = solve_present(parts[0])
     assert n0 == ["a", "b", "c"]
-    np.testing.assert_allclose(b0.numpy(), _lstsq([runs[0], runs[2]], [0, 1, 2]), atol=1e-8)
+    np.testing.assert_allclose(b0.cpu().numpy(), _lstsq([runs[0], runs[2]], [0, 1, 2]), atol=1e-8)
     # fold 1 (runs 1, 3, 4) = total - fold 0
     b1, n1 = solve_present(parts[1])
     assert n1 == names and parts[1].n_obs == 180
-    np.testing.assert_allclose(b1.numpy(), _lstsq([runs[1], runs[3], runs[4]], [0, 1, 2, 3]),
+    np.testing.assert_allclose(b1.cpu().numpy(), _lstsq([runs[1], runs[3], runs[4]], [0, 1, 2, 3]),
                                atol=1e-8)
     # voxel subsets and subtraction
     sub = voxels(parts[1], np.array([6, 2]))
-    np.testing.assert_allclose(glm.solve(sub).numpy(), b1.numpy()[:, [6, 2]], atol=1e-10)
+    np.testing.assert_allclose(glm.solve(sub).cpu().numpy(), b1.cpu().numpy()[:, [6, 2]], atol=1e-10)
     back = subtract(total, [parts[1]])
-    np.testing.assert_allclose(back.xty.numpy(), parts[0].xty.numpy(), atol=1e-8)
+    np.testing.assert_allclose(back.xty.cpu().numpy(), parts[0].xty.cpu().numpy(), atol=1e-8)
 
 
 def test_fold_labels():
