@@ -9,7 +9,7 @@ NPROCS ?= $(shell nproc 2>/dev/null || echo 2)
 # the CPU build of torch (a local wheel on these machines; PyPI's default is the CUDA build)
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: venv demo demo-clean test test-fast lint bench models clean
+.PHONY: venv demo demo-clean test lint boutiques models clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ demo-clean:
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -n $(NPROCS) -q
+
+boutiques: $(BIN)/.installed
+	$(BIN)/python -m bids_facedecode.boutiques boutiques.json
+
+# retrain the shipped latent models (GPU recommended: ~5 min on an H200, hours on 2 CPU cores)
+models: $(BIN)/.installed
+	PYTHON=$(BIN)/python scripts/train_models.sh work/models $(or $(DEVICE),auto)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check bids_facedecode tests benchmarks

@@ -99,6 +99,10 @@ def write_participant_outputs(result, settings) -> list[Path]:
         if res.reconstructions is not None:
             written.append(_write_recon_figure(p, ents, name, res))
         written += _write_analyses(p, ents, name, res, nii)
+    recon = [(n, r) for n, r in result.spaces.items() if r.reconstructions is not None]
+    if len(recon) > 1:  # the paper's Fig. 2: shown, then each space's reconstruction
+        written.append(_write_grid(p, ents, "allspaces",
+                                   [("shown", recon[0][1].shown)] + [(n, r.reconstructions) for n, r in recon]))
     written += _write_report(result, settings)
     for name, res in result.spaces.items():
         doc = {
@@ -142,15 +146,19 @@ def _write_analyses(p, ents, name, res, nii) -> list[Path]:
 
 
 def _write_recon_figure(p, ents, name, res) -> Path:
+    return _write_grid(p, ents, name, [("shown", res.shown), (name, res.reconstructions)])
+
+
+def _write_grid(p, ents, desc, rows) -> Path:
     from ..report.figures import image_grid
 
-    fig = image_grid([("shown", res.shown), (name, res.reconstructions)])
+    fig = image_grid(rows)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
     import matplotlib.pyplot as plt
 
     plt.close(fig)
-    path = p["figures"] / bids_name({**ents, "desc": name}, "reconstructions", ".png")
+    path = p["figures"] / bids_name({**ents, "desc": desc}, "reconstructions", ".png")
     return write_bytes(path, buf.getvalue())
 
 
