@@ -124,6 +124,29 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--high-pass", type=_positive_float, default=1.0 / 128.0, metavar="HZ",
                        help="cosine drift high-pass cutoff in Hz (default: 1/128)")
 
+    ana = p.add_argument_group("analyses")
+    ana.add_argument("--decoder", nargs="+", choices=["ols", "wls", "ridge"], default=["ols"],
+                     dest="decoders", metavar="{ols,wls,ridge}",
+                     help="decoders to run and report: ols (the paper's inverse), wls (voxels weighted "
+                          "by 1/residual variance), ridge (penalty chosen by cross-validation across "
+                          "sessions on training trials); the first names the saved decoder "
+                          "(default: ols)")
+    ana.add_argument("--voxel-selection", choices=["ftest", "noiseceiling"], default="ftest",
+                     help="rank voxels by the F-test of the latent block or by the split-half noise "
+                          "ceiling of the test images (default: %(default)s)")
+    ana.add_argument("--roi-atlas", type=Path, metavar="NIFTI",
+                     help="label atlas (e.g. a _dseg.nii.gz): decode within each region too")
+    ana.add_argument("--roi-labels", type=Path, metavar="TSV",
+                     help="labels table of --roi-atlas (index, name; default: the .tsv beside it)")
+    ana.add_argument("--imagery-labels", type=Path, metavar="TSV",
+                     help="imagined face of each imagery trial: columns imagined_stim_file, onset and "
+                          "events_file (or subject, session, run)")
+    ana.add_argument("--decoder-from", nargs="+", type=Path, default=[], metavar="NPZ",
+                     help="decode with decoders saved by an earlier run (_decoder.npz, one per space) "
+                          "instead of this data's own map")
+    ana.add_argument("--n-permutations", type=_positive_int, default=1000, metavar="N",
+                     help="permutations of each permutation test (default: %(default)s)")
+
     perf = p.add_argument_group("performance")
     perf.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                       help="where the GLM runs; auto picks CUDA when present (default: %(default)s)")
@@ -219,6 +242,12 @@ def settings_from_args(args: argparse.Namespace, argv: list[str]) -> Settings:
         n_voxels=args.n_voxels, high_pass=args.high_pass, events=events,
         verbosity=args.verbosity, command_line=shlex.join(["bids_facedecode", *argv]),
         **_input_and_rerun_settings(args),
+        decoders=tuple(dict.fromkeys(args.decoders)), voxel_selection=args.voxel_selection,
+        roi_atlas=args.roi_atlas.resolve() if args.roi_atlas else None,
+        roi_labels=args.roi_labels.resolve() if args.roi_labels else None,
+        imagery_labels=args.imagery_labels.resolve() if args.imagery_labels else None,
+        decoder_from=tuple(p.resolve() for p in args.decoder_from),
+        n_permutations=args.n_permutations,
     )
 
 

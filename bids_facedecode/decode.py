@@ -185,3 +185,136 @@ def forward_map(betas, names: list[str], voxels: np.ndarray | None = None) -> np
     if voxels is not None:
         W = W[:, np.asarray(voxels)]
     return np.asarray(W, dtype=np.float64)
+
+
+def decode_latents_wls(B, W, z_mean, face_index: int, noise_var, ridge: float = 0.0,
+                       device: torch.device | str | None = None) -> np.ndarray:
+    """Weighted least-squares decoding: voxels weighted by their inverse noise variance.
+
+    ``ẑ = b Σ⁻¹ Wᵀ (W Σ⁻¹ Wᵀ)⁻¹`` with ``Σ = diag(noise_var)``: the maximum-likelihood
+    latent under independent Gaussian voxel noise. Computed as the plain decoder on
+    whitened patterns and maps (``b / σ``, ``W / σ``).
+
+    Parameters
+    ----------
+    B : array of shape (N, V_sel)
+    W : array of shape (D+1, V_sel)
+    z_mean : array of shape (D,)
+    face_index : int
+    noise_var : array of shape (V_sel,)
+        Residual variance per voxel (``glm.residual_variance``), > 0.
+    ridge : float
+        See :func:`inverse_map` (relative to the whitened ``W Wᵀ``).
+    device : torch.device or str, optional
+
+    Returns
+    -------
+    ndarray of shape (N, D), float32
+    """
+    var = np.asarray(noise_var, dtype=np.float64).ravel()
+    W = np.asarray(W, dtype=np.float64)
+    B = np.atleast_2d(np.asarray(B, dtype=np.float64))
+    if var.size != W.shape[1]:
+        raise DataError(f"wls: {var.size} noise variances for {W.shape[1]} voxels")
+    if not np.all(np.isfinite(var)) or np.any(var <= 0):
+        raise DataError("wls: noise variances must be finite and > 0 (a voxel without residual "
+                        "variance cannot be weighted)")
+    scale = 1.0 / np.sqrt(var)
+    return decode_latents(B * scale, W * scale, z_mean, face_index, ridge=ridge, device=device)
+
+
+RIDGE_GRID = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
+
+
+def _ridge_fold_errors(Wtr: np.ndarray, Wf: np.ndarray, C: np.ndarray, zcols: list[int],
+                       order: list[int], grid) -> np.ndarray:
+    """CV error of one fold for every ``λ`` of ``grid`` from one eigendecomposition of ``W Wᵀ``."""
+    G = Wtr @ Wtr.T
+    s, U = np.linalg.eigh(G)
+    scale = float(np.mean(np.diag(G)))
+    A = Wf @ Wtr.T @ U                                  # (k, k)
+    k = G.shape[0]
+    out = np.full(len(grid), np.nan)
+    for i, lam in enumerate(grid):
+        d = s + lam * scale
+        if d.min() <= 1e-10 * max(d.max(), np.finfo(float).tiny):
+            continue  # not invertible (λ = 0 with too few voxels)
+        E = (A / d) @ U.T - np.eye(k)                   # W_f M(λ) − I
+        Ez = E[np.ix_(order, zcols)]
+        out[i] = float(np.trace(Ez.T @ C @ Ez))
+    return out
+
+
+def _ridge_setup(k: int, latent_cov, face_index: int):
+    cov = np.asarray(latent_cov, dtype=np.float64)
+    zcols = [i for i in range(k) if i != face_index]
+    order = zcols + [face_index]
+    C = np.zeros((k, k))
+    C[: k - 1, : k - 1] = cov
+    C[k - 1, k - 1] = 1.0
+    return C, zcols, order
+
+
+def ridge_cv_error(train_maps, held_maps, latent_cov, ridge: float, face_index: int) -> float:
+    """Cross-validated decoding error of the ridge inverse on held-out forward maps.
+
+    For fold ``f`` the decoder ``M = W₋fᵀ (W₋f W₋fᵀ + λ I)⁻¹`` comes from the other folds'
+    map; the held-out fold's own map ``W_f`` (the patterns evoked by a unit of each latent
+    and by a face) is decoded and should give the identity. With ``E = W_f M − I`` and
+    ``C = blockdiag(Σ_z, 1)`` the second moment of a trial's regressor amplitudes
+    (centred latents, face = 1), the error is ``Σ_f tr(E_zᵀ C E_z)`` where ``E_z`` keeps
+    the latent columns: the expected squared decoding error of a trial's latent. No test
+    image enters.
+
+    Parameters
+    ----------
+    train_maps, held_maps : sequences of arrays of shape (D+1, V_sel)
+        Per fold: the map fitted without the fold, and the map of the fold alone.
+    latent_cov : array of shape (D, D)
+        Covariance of the training latents.
+    ridge : float
+        ``λ`` relative to the mean diagonal of ``W₋f W₋fᵀ``.
+    face_index : int
+        Row of the face regressor in the maps (the last one in our column order).
+
+    Returns
+    -------
+    float
+        NaN when the inverse does not exist.
+    """
+    total = 0.0
+    for Wtr, Wf in zip(train_maps, held_maps, strict=True):
+        Wtr, Wf = np.asarray(Wtr, np.float64), np.asarray(Wf, np.float64)
+        C, zcols, order = _ridge_setup(Wtr.shape[0], latent_cov, face_index)
+        total += _ridge_fold_errors(Wtr, Wf, C, zcols, order, [ridge])[0]
+    return float(total)
+
+
+def choose_ridge(train_maps, held_maps, latent_cov, face_index: int,
+                 grid=RIDGE_GRID) -> tuple[float, np.ndarray]:
+    """The ridge ``λ`` of ``grid`` with the smallest :func:`ridge_cv_error`.
+
+    Parameters
+    ----------
+    train_maps, held_maps : sequences of arrays of shape (D+1, V_sel), one per fold
+    latent_cov : array of shape (D, D)
+    face_index : int
+    grid : sequence of float
+        Candidate ``λ`` (relative; 0 = the paper's plain inverse, where invertible).
+
+    Returns
+    -------
+    best : float
+    errors : ndarray of shape (len(grid),)
+        NaN where the inverse does not exist (``λ = 0`` with too few voxels).
+    """
+    if len(train_maps) < 2:
+        raise DataError("ridge: cross-validation needs at least 2 folds (sessions or run groups)")
+    errors = np.zeros(len(grid))
+    for Wtr, Wf in zip(train_maps, held_maps, strict=True):
+        Wtr, Wf = np.asarray(Wtr, np.float64), np.asarray(Wf, np.float64)
+        C, zcols, order = _ridge_setup(Wtr.shape[0], latent_cov, face_index)
+        errors += _ridge_fold_errors(Wtr, Wf, C, zcols, order, grid)
+    if not np.isfinite(errors).any():
+        raise DataError("ridge: no candidate penalty gives an invertible decoder")
+    return float(grid[int(np.nanargmin(errors))]), errors

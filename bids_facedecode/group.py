@@ -81,7 +81,7 @@ def group_statistics(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         res = against_chance(g["value"].to_numpy(float), ch) if np.isfinite(ch) else \
             {"n": len(g), "mean": float(g["value"].mean()), "sd": np.nan, "sem": np.nan,
              "t": np.nan, "p_t": np.nan, "p_wilcoxon": np.nan}
-        rows.append({"space": space, "metric": metric, "chance": ch, **res})
+        rows.append({"space": space, "metric": metric, **_labels(g), "chance": ch, **res})
     summary = pd.DataFrame(rows)
     paired = []
     spaces = sorted(table["space"].unique())
@@ -90,10 +90,54 @@ def group_statistics(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         for i, sa in enumerate(spaces):
             for sb in spaces[i + 1:]:
                 if sa in wide and sb in wide:
-                    paired.append({"metric": metric, "space_a": sa, "space_b": sb,
+                    paired.append({"metric": metric, "space_a": sa, "space_b": sb, **_labels(g),
                                    **paired_comparison(wide[sa].to_numpy(), wide[sb].to_numpy())})
-    return summary, pd.DataFrame(paired, columns=["metric", "space_a", "space_b", "n", "mean_diff",
-                                                  "t", "p_t", "p_wilcoxon"])
+    return summary, pd.DataFrame(paired, columns=["metric", "space_a", "space_b", *LABELS, "n",
+                                                  "mean_diff", "t", "p_t", "p_wilcoxon"])
+
+
+LABELS = ("base_metric", "decoder", "roi", "selection")
+_LABEL_DEFAULTS = {"decoder": "ols", "roi": "all", "selection": "ftest"}
+
+
+def _labels(g: pd.DataFrame) -> dict:
+    """The analysis labels of one metric key (base metric, decoder, region, voxel selection)."""
+    out = {}
+    for k in LABELS:
+        if k in g and g[k].notna().any():
+            out[k] = g[k].dropna().iloc[0]
+        else:
+            out[k] = g["metric"].iloc[0] if k == "base_metric" else _LABEL_DEFAULTS[k]
+    return out
+
+
+def tidy_statistics(table: pd.DataFrame, summary: pd.DataFrame, paired: pd.DataFrame) -> pd.DataFrame:
+    """Every number of the group level in one long table (what ``group.html`` shows).
+
+    One row per participant value (``level = participant``), per across-participant test
+    against chance (``level = group``) and per paired space comparison (``level = paired``;
+    ``space`` is ``space_a``, ``space_b`` the other, ``value`` the mean of ``a − b``).
+
+    Returns
+    -------
+    DataFrame with columns ``level, subject, space, space_b, metric, base_metric, decoder, roi,
+    selection, value, chance, n, sd, sem, statistic, test, p_value, p_wilcoxon``.
+    """
+    cols = ["level", "subject", "space", "space_b", "metric", *LABELS, "value", "chance", "n", "sd",
+            "sem", "statistic", "test", "p_value", "p_wilcoxon"]
+    part = table.assign(level="participant", space_b=None, sd=np.nan, sem=np.nan,
+                        statistic=np.nan, p_wilcoxon=np.nan)
+    for k in LABELS:
+        if k not in part:
+            part[k] = part["metric"] if k == "base_metric" else _LABEL_DEFAULTS[k]
+    grp = summary.rename(columns={"mean": "value", "t": "statistic", "p_t": "p_value"}).assign(
+        level="group", subject=None, space_b=None, test="one-sample t (greater than chance)")
+    pair = paired.rename(columns={"space_a": "space", "mean_diff": "value", "t": "statistic",
+                                  "p_t": "p_value"}).assign(
+        level="paired", subject=None, chance=np.nan, sd=np.nan, sem=np.nan,
+        test="paired t (two-sided)")
+    frames = [f.reindex(columns=cols) for f in (part, grp, pair) if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
 
 
 def run_group(settings: Settings) -> int:
@@ -106,6 +150,7 @@ def run_group(settings: Settings) -> int:
     write_tsv(Path(f"{prefix}_metrics.tsv"), table)
     write_tsv(Path(f"{prefix}_stats.tsv"), summary)
     write_tsv(Path(f"{prefix}_paired.tsv"), paired)
+    write_tsv(Path(f"{prefix}_statistics.tsv"), tidy_statistics(table, summary, paired))
     from .report.group_report import build_group_report
 
     try:

@@ -31,8 +31,9 @@ from .bidsio.validation import validate_bids, validate_participants
 from .config import Settings
 from .device import describe_device, select_device
 from .errors import FaceDecodeError
-from .workflow.decoding import SpaceResult, decode_space
+from .workflow.decoding import SpaceResult, decode_space, plan_analyses
 from .workflow.inputs import ParticipantInputs, collect_inputs
+from .workflow.reuse import reuse_mask
 from .workflow.spaces import LatentSpace, compute_latents, open_spaces
 from .workflow.streaming import fit_joint_glm
 
@@ -68,14 +69,17 @@ def analyse_participant(settings: Settings, layout, subject: str, spaces: list[L
     timings["inputs_and_latents"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    mask_img = participant_mask(inputs.runs)
+    mask_img = reuse_mask(settings, inputs.runs[0])  # --decoder-from: the decoder's mask
+    if mask_img is None:
+        mask_img = participant_mask(inputs.runs)
     mask = np.asarray(mask_img.dataobj).astype(bool)
     cache = settings.work_dir / "cache" / f"sub-{subject}" if settings.work_dir else None
-    ne = fit_joint_glm(inputs, latents, mask, settings, device, cache)
+    analyses = plan_analyses(settings, inputs, mask_img)
+    ne = fit_joint_glm(inputs, latents, mask, settings, device, cache, run_hooks=analyses.hooks())
     timings["glm"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
-    results = {s.name: decode_space(s, ne, inputs, latents, settings) for s in spaces}
+    results = {s.name: decode_space(s, ne, inputs, latents, settings, analyses) for s in spaces}
     timings["decode"] = time.perf_counter() - t2
     return ParticipantResult(subject, inputs, mask_img, results, describe_device(device), timings)
 

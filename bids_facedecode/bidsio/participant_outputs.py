@@ -98,11 +98,13 @@ def write_participant_outputs(result, settings, root: Path | None = None) -> lis
             gender_axis=res.gender_axis if res.gender_axis is not None else np.zeros(0),
             gender_midpoint=res.gender_midpoint if res.gender_midpoint is not None else np.zeros(0),
             space=np.array(name), version=np.array(__version__),
+            decoder=np.array(getattr(res, "decoder", "ols")), ridge=np.array(getattr(res, "ridge", 0.0)),
         )
         written.append(write_bytes(p["func"] / bids_name({**ents, "desc": name}, "decoder", ".npz"),
                                    buf.getvalue()))
         if res.reconstructions is not None:
             written.append(_write_recon_figure(p, ents, name, res))
+        written += _write_analyses(p, ents, name, res, nii)
     recon = [(n, r) for n, r in result.spaces.items() if r.reconstructions is not None]
     if len(recon) > 1:  # the paper's Fig. 2: shown, then each space's reconstruction
         written.append(_write_grid(p, ents, "allspaces",
@@ -117,6 +119,9 @@ def write_participant_outputs(result, settings, root: Path | None = None) -> lis
             "n_test_images": len(result.inputs.test_ids), "device": result.device,
             "seed": settings.seed,
             "metrics": res.metrics,
+            "decoder": getattr(res, "decoder", "ols"), "decoders": list(settings.decoders),
+            "voxel_selection": getattr(res, "selection", "ftest"),
+            "decoder_from": getattr(res, "decoder_from", None),
         }
         written.append(write_json(metrics_path(out, sub, settings.task, name), doc))
     logs = out / "logs"
@@ -125,6 +130,26 @@ def write_participant_outputs(result, settings, root: Path | None = None) -> lis
         "timings_s": result.timings, "device_used": result.device,
         "software_versions": software_versions()}))
     written.append(write_text(logs / "CITATION.md", citation_text(settings, result)))
+    return written
+
+
+def _write_analyses(p, ents, name, res, nii) -> list[Path]:
+    """Reliability and noise-ceiling maps, the tidy table of every decoder/region, the ridge CV."""
+    written: list[Path] = []
+    if getattr(res, "reliability", None) is not None:
+        nii(np.nan_to_num(res.reliability, nan=0.0), {"desc": f"{name}splithalf", "stat": "r"}, "statmap",
+            {"Description": "Split-half reliability of the test-image betas per voxel: correlation "
+                            "across test images between the GLMs of odd and even runs, "
+                            "Spearman-Brown corrected to the full data (NaN written as 0)"})
+        nii(np.nan_to_num(res.noise_ceiling, nan=0.0), {"desc": f"{name}noiseceiling"}, "statmap",
+            {"Description": "Noise ceiling per voxel: fraction of the variance of the test-image "
+                            "betas across images that is signal, cov(half1, half2) / (cov + noise/2)"})
+    if getattr(res, "analyses", None) is not None and len(res.analyses):
+        written.append(write_tsv(p["func"] / bids_name({**ents, "desc": name}, "analyses", ".tsv"),
+                                 res.analyses))
+    if getattr(res, "ridge_cv", None) is not None:
+        written.append(write_tsv(p["func"] / bids_name({**ents, "desc": f"{name}ridgecv"}, "analyses",
+                                                       ".tsv"), res.ridge_cv))
     return written
 
 

@@ -25,7 +25,9 @@ def read_metrics_table(output_dir: Path, task: str | None = None) -> pd.DataFram
     Returns
     -------
     table : DataFrame
-        Columns ``subject, space, metric, value, chance, p_value, n, test``.
+        Columns ``subject, space, metric, value, chance, p_value, n, test, base_metric, decoder,
+        roi, selection`` (``metric`` is the unique key, e.g. ``pairwise_latent_wls_roi-occipital``;
+        ``base_metric`` the metric without decoder and region).
     """
     files = find_metrics_files(output_dir)
     if not files:
@@ -43,6 +45,8 @@ def read_metrics_table(output_dir: Path, task: str | None = None) -> pd.DataFram
                     "subject": doc["subject"], "space": doc["space"], "metric": name,
                     "value": m.get("value"), "chance": m.get("chance"), "p_value": m.get("p_value"),
                     "n": m.get("n"), "test": m.get("test"),
+                    "base_metric": m.get("metric", name), "decoder": m.get("decoder", "ols"),
+                    "roi": m.get("roi", "all"), "selection": m.get("selection", "ftest"),
                 })
         except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise DataError(f"{path}: unreadable participant metrics ({exc})") from exc

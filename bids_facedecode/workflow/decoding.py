@@ -1,23 +1,93 @@
-"""Per latent space: solve the GLM, select voxels, decode, reconstruct and evaluate."""
+"""Per latent space: solve the GLM, select voxels, decode, reconstruct and evaluate.
+
+The paper's analysis (F-test voxel selection, the plain inverse ``b Wᵀ(WWᵀ)⁻¹``) is always
+run; on request the same evaluation is repeated for
+
+* other decoders (``wls``: voxels weighted by 1 / residual variance; ``ridge``: the inverse
+  with a penalty chosen by cross-validation over sessions on training trials only),
+* voxels selected by noise ceiling instead of the F-test,
+* the voxels of each region of an atlas,
+* a decoder saved by an earlier run (``--decoder-from``),
+
+and the split-half reliability and noise ceiling of the test-image responses are mapped.
+Metric keys: ``<metric>`` for the first decoder over all voxels, ``<metric>_<decoder>``
+for other decoders and ``<metric>[_<decoder>]_roi-<region>`` for regions; each metric's
+dict also carries ``metric``, ``decoder``, ``roi`` and ``selection`` fields (the group
+level's tidy table reads them).
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import torch
 
-from .. import decode, evaluate, glm
-from ..bidsio.stimuli import gender_from_name
+from .. import decode, evaluate, glm, reliability
+from ..bidsio.labels import stimulus_genders
 from ..config import Settings
+from ..errors import DataError, UsageError
 from ..images import load_images
+from .folds import FoldAccumulator, cv_folds_of_runs, half_of_runs, solve_present, subtract
 from .inputs import ParticipantInputs
+from .reuse import SavedDecoder, load_decoder, voxel_index
 from .spaces import JointLatents, LatentSpace
 
 LOG = logging.getLogger(__name__)
 FACE = "face"
+DECODERS = ("ols", "wls", "ridge")
+SELECTIONS = ("ftest", "noiseceiling")
+
+
+@dataclass
+class Analyses:
+    """What the participant run computes beyond the paper's pipeline, set up before the data pass."""
+
+    halves: FoldAccumulator | None = None
+    cv: FoldAccumulator | None = None
+    cv_kind: str = ""
+    rois: dict[str, np.ndarray] = field(default_factory=dict)   # region -> bool (V,)
+    saved: dict[str, SavedDecoder] = field(default_factory=dict)  # space -> decoder
+
+    def hooks(self) -> list:
+        """Run hooks for :func:`bids_facedecode.workflow.streaming.fit_joint_glm`."""
+        return [h for h in (self.halves, self.cv) if h is not None]
+
+
+def load_saved_decoders(settings: Settings) -> dict[str, SavedDecoder]:
+    """The ``--decoder-from`` files, by latent space."""
+    saved: dict[str, SavedDecoder] = {}
+    for path in settings.decoder_from:
+        d = load_decoder(path)
+        if d.space in saved:
+            raise UsageError(f"--decoder-from: two decoders for space '{d.space}'")
+        saved[d.space] = d
+    return saved
+
+
+def plan_analyses(settings: Settings, inputs: ParticipantInputs, mask_img) -> Analyses:
+    """Decide the extra accumulators and regions of a participant before the data pass."""
+    for d in settings.decoders:
+        if d not in DECODERS:
+            raise UsageError(f"--decoder {d}: use one of {', '.join(DECODERS)}")
+    if settings.voxel_selection not in SELECTIONS:
+        raise UsageError(f"--voxel-selection {settings.voxel_selection}: use one of {', '.join(SELECTIONS)}")
+    out = Analyses(saved=load_saved_decoders(settings))
+    if len(inputs.runs) >= 2:
+        out.halves = FoldAccumulator(half_of_runs(inputs.runs), "split-half reliability")
+    elif settings.voxel_selection == "noiseceiling":
+        raise DataError(f"sub-{inputs.subject}: --voxel-selection noiseceiling needs at least 2 runs")
+    else:
+        LOG.warning("sub-%s: one run only; no split-half reliability", inputs.subject)
+    if "ridge" in settings.decoders:
+        folds, out.cv_kind = cv_folds_of_runs(inputs.runs)
+        out.cv = FoldAccumulator(folds, "ridge cross-validation")
+    if settings.roi_atlas is not None:
+        from ..roi import load_atlas, roi_masks
+
+        out.rois = roi_masks(load_atlas(settings.roi_atlas, settings.roi_labels), mask_img)
+    return out
 
 
 @dataclass
@@ -41,98 +111,267 @@ class SpaceResult:
     metrics: dict
     per_image: pd.DataFrame
     dof: int
+    # issue 5 additions
+    decoder: str = "ols"                          # decoder of test_decoded / W / the npz
+    ridge: float = 0.0                            # its ridge (relative λ), 0 for ols/wls
+    noise_var: np.ndarray | None = None           # (n_sel,) residual variance (wls)
+    reliability: np.ndarray | None = None         # (V,) voxel split-half r (Spearman–Brown)
+    noise_ceiling: np.ndarray | None = None       # (V,) fraction of variance
+    selection: str = "ftest"
+    analyses: pd.DataFrame | None = None          # tidy: decoder, roi, selection, metric, ...
+    ridge_cv: pd.DataFrame | None = None          # penalty grid and CV error per (roi)
+    decoder_from: str | None = None
+
+
+def _metric(value, chance, n, test, p, **labels) -> dict:
+    return {"value": value, "chance": chance, "n": n, "test": test, "p_value": p, **labels}
+
+
+@dataclass
+class _Context:
+    """What every evaluation of one space shares."""
+
+    space: LatentSpace
+    test_true: np.ndarray
+    shown: np.ndarray | None
+    test_gender: np.ndarray
+    axis: np.ndarray | None
+    midpoint: np.ndarray | None
+    imagery_index: np.ndarray | None   # (M',) test row of each labelled imagery key
+    imagery_rows: list[int]            # rows of img_dec that are test faces
+    n_perm: int
+    rng: np.random.Generator
+
+
+def evaluate_decoded(ctx: _Context, test_dec: np.ndarray, img_dec: np.ndarray,
+                     labels: dict) -> tuple[dict, dict, np.ndarray | None]:
+    """Every metric of one decoding; returns ``(metrics by base name, per-image columns, recon)``."""
+    m, per = {}, {}
+    per["pairwise_latent"], mean_lat = evaluate.pairwise_identification(test_dec, ctx.test_true)
+    m["pairwise_latent"] = _metric(
+        float(mean_lat), 0.5, len(test_dec), "permutation",
+        evaluate.identification_permutation_p(test_dec, ctx.test_true, ctx.n_perm, ctx.rng), **labels)
+    per["latent_correlation"] = np.array(
+        [float(np.corrcoef(a, b)[0, 1]) for a, b in zip(test_dec, ctx.test_true, strict=True)])
+    recon = None
+    if ctx.shown is not None:
+        recon = ctx.space.model.decode(test_dec)
+        flat_r, flat_s = recon.reshape(len(recon), -1), ctx.shown.reshape(len(ctx.shown), -1)
+        per["pairwise_image"], mean_img = evaluate.pairwise_identification(flat_r, flat_s)
+        m["pairwise_image"] = _metric(
+            float(mean_img), 0.5, len(flat_s), "permutation",
+            evaluate.identification_permutation_p(flat_r, flat_s, ctx.n_perm, ctx.rng), **labels)
+        per["pixel_correlation"] = evaluate.pixel_correlation(recon, ctx.shown)
+        per["ssim"] = evaluate.ssim(recon, ctx.shown)
+        for k in ("pixel_correlation", "ssim"):
+            m[k] = _metric(float(np.nanmean(per[k])), None, len(flat_s), None, None, **labels)
+    if ctx.axis is not None:
+        ok = np.isin(ctx.test_gender, ["M", "F"])
+        is_male = ctx.test_gender[ok] == "M"
+        acc, n, p = evaluate.gender_accuracy(test_dec[ok], is_male, ctx.axis, ctx.midpoint)
+        m["gender_accuracy"] = _metric(float(acc), 0.5, int(n), "binomial", float(p), **labels)
+        correct = pd.array([None] * len(test_dec), dtype="boolean")
+        correct[ok] = ((test_dec[ok] - ctx.midpoint) @ ctx.axis > 0) == is_male
+        per["gender_correct"] = correct
+    if ctx.imagery_index is not None and len(img_dec):
+        dec = img_dec[ctx.imagery_rows]
+        _, mean_imag = evaluate.imagery_identification(dec, ctx.imagery_index, ctx.test_true)
+        m["imagery_pairwise"] = _metric(
+            float(mean_imag), 0.5, len(ctx.imagery_index), "permutation",
+            evaluate.imagery_permutation_p(dec, ctx.imagery_index, ctx.test_true, ctx.n_perm, ctx.rng),
+            **labels)
+    return m, per, recon
+
+
+def _half_test_betas(halves, columns: list[str], test_names: list[str]) -> list[np.ndarray]:
+    """Test-image betas (N, V) of each half; NaN rows for images absent from a half."""
+    out = []
+    for ne_h in halves:
+        betas, names = solve_present(glm.subset(ne_h, columns))
+        b = np.full((len(test_names), ne_h.n_voxels), np.nan)
+        for i, t in enumerate(test_names):
+            if t in names:
+                b[i] = betas[names.index(t)].cpu().numpy()
+        out.append(b)
+    return out
+
+
+def _fold_betas(folds, total, columns: list[str], D: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per fold: the maps W (rows z1..zD, face, all voxels) without the fold and of the fold alone."""
+    out = []
+    for k, f in enumerate(folds):
+        pair = []
+        for part in (subtract(total, [f]), f):
+            try:
+                betas, names = solve_present(glm.subset(part, columns))
+            except DataError as exc:
+                raise DataError(f"ridge: cross-validation fold {k + 1} cannot be fitted alone ({exc}); "
+                                "use more runs per session, or another decoder") from exc
+            if names[: D + 1] != columns[: D + 1]:
+                raise DataError(f"ridge: cross-validation fold {k + 1} has no training trials")
+            pair.append(betas[: D + 1].cpu().numpy())
+        out.append(tuple(pair))
+    return out
 
 
 def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents: JointLatents,
-                 settings: Settings) -> SpaceResult:
+                 settings: Settings, analyses: Analyses | None = None) -> SpaceResult:
     """Solve the space's GLM, select voxels, decode test and imagery faces, evaluate."""
+    analyses = analyses or Analyses()
     zcols = latents.z_columns(space.name)
     other = [n for n in ne_all.names if not n.startswith("z")]
-    ne = glm.subset(ne_all, zcols + other)
+    columns = zcols + other
+    ne = glm.subset(ne_all, columns)
     betas = glm.solve(ne)
     f_map = glm.f_statistic(ne, betas, zcols).cpu().numpy()
     face_t = glm.t_statistic(ne, betas, FACE).cpu().numpy()
-    n_sel = min(settings.n_voxels, f_map.size)
-    if settings.n_voxels > f_map.size:
-        LOG.warning("--n-voxels %d exceeds the %d brain voxels; using all", settings.n_voxels, f_map.size)
-    selected = decode.select_voxels(np.nan_to_num(f_map, nan=-np.inf), n_sel)
-    B = betas[:, torch.as_tensor(selected, device=betas.device)].cpu().numpy()
+    noise_var_all = glm.residual_variance(ne, betas).cpu().numpy()
     D = len(zcols)
-    W = B[: D + 1]                                   # z1..zD, face
     names = ne.names
-    test_rows = [names.index(f"test_{t}") for t in inputs.test_ids]
+    test_names = [f"test_{t}" for t in inputs.test_ids]
+    test_rows = [names.index(n) for n in test_names]
     img_rows = [names.index(f"img_{t}") for t in inputs.imagery_ids]
-    z_mean = latents.means[space.name]
-    test_dec = decode.decode_latents(B[test_rows], W, z_mean, face_index=D)
-    img_dec = (decode.decode_latents(B[img_rows], W, z_mean, face_index=D) if img_rows
-               else np.zeros((0, D), np.float32))
-    test_true = latents.test[space.name]
+    B_all = betas.cpu().numpy()
+    V = f_map.size
 
-    metrics, per_image = {}, pd.DataFrame({
+    rel = nc = halves = None
+    if analyses.halves is not None:
+        try:
+            halves = b1, b2 = _half_test_betas(analyses.halves.folds(ne_all), columns, test_names)
+            rel = reliability.spearman_brown(reliability.voxel_split_half(b1, b2))
+            nc = reliability.noise_ceiling(b1, b2)
+        except DataError as exc:
+            if settings.voxel_selection == "noiseceiling":
+                raise DataError(f"sub-{inputs.subject}: --voxel-selection noiseceiling: {exc}") from exc
+            LOG.warning("sub-%s %s: no split-half reliability (%s)", inputs.subject, space.name, exc)
+            halves = None
+    score = np.nan_to_num(f_map, nan=-np.inf)
+    if settings.voxel_selection == "noiseceiling":
+        if nc is None:
+            raise DataError(f"sub-{inputs.subject}: --voxel-selection noiseceiling needs 2 halves of runs")
+        score = np.nan_to_num(nc, nan=-np.inf)
+
+    z_mean = latents.means[space.name]
+    test_true = latents.test[space.name]
+    genders = stimulus_genders(inputs.index, inputs.test_ids)
+    per_image = pd.DataFrame({
         "stim_id": inputs.test_ids,
         "stim_file": [inputs.index.name(s) for s in inputs.test_ids],
-        "gender": [gender_from_name(inputs.index.name(s)) or "n/a" for s in inputs.test_ids],
+        "gender": genders,
     })
-    rng = np.random.default_rng(settings.seed)
-    per_lat, mean_lat = evaluate.pairwise_identification(test_dec, test_true)
-    mean_lat = float(mean_lat)
-    metrics["pairwise_latent"] = {
-        "value": mean_lat, "chance": 0.5, "n": len(test_true), "test": "permutation",
-        "p_value": evaluate.identification_permutation_p(test_dec, test_true, 1000, rng),
-    }
-    per_image["pairwise_latent"] = per_lat
-    per_image["latent_correlation"] = [float(np.corrcoef(a, b)[0, 1]) for a, b in zip(test_dec, test_true, strict=True)]
-
-    shown = recon = img_recon = None
-    if space.can_reconstruct:
-        shown = load_images([inputs.index.path(s) for s in inputs.test_ids], space.model.image_size)
-        recon = space.model.decode(test_dec)
-        flat_r, flat_s = recon.reshape(len(recon), -1), shown.reshape(len(shown), -1)
-        per_img, mean_img = evaluate.pairwise_identification(flat_r, flat_s)
-        mean_img = float(mean_img)
-        metrics["pairwise_image"] = {
-            "value": mean_img, "chance": 0.5, "n": len(shown), "test": "permutation",
-            "p_value": evaluate.identification_permutation_p(flat_r, flat_s, 1000, rng),
-        }
-        per_image["pairwise_image"] = per_img
-        per_image["pixel_correlation"] = evaluate.pixel_correlation(recon, shown)
-        per_image["ssim"] = evaluate.ssim(recon, shown)
-        metrics["pixel_correlation"] = {"value": float(per_image["pixel_correlation"].mean()),
-                                        "chance": None, "n": len(shown), "test": None, "p_value": None}
-        metrics["ssim"] = {"value": float(per_image["ssim"].mean()), "chance": None,
-                           "n": len(shown), "test": None, "p_value": None}
-        if len(img_dec):
-            img_recon = space.model.decode(img_dec)
-
     axis = midpoint = None
-    train_gender = np.array([gender_from_name(inputs.index.name(s)) for s in inputs.train_ids])
-    test_gender = per_image["gender"].to_numpy()
-    if {"M", "F"} <= set(train_gender) and {"M", "F"} <= set(test_gender):
+    train_gender = stimulus_genders(inputs.index, inputs.train_ids)
+    if {"M", "F"} <= set(train_gender) and {"M", "F"} <= set(genders):
         labelled = np.isin(train_gender, ["M", "F"])
         axis, midpoint = evaluate.gender_axis(latents.train_raw[space.name][labelled],
                                               train_gender[labelled] == "M")
-        ok = np.isin(test_gender, ["M", "F"])
-        is_male = test_gender[ok] == "M"
-        acc, n, p = evaluate.gender_accuracy(test_dec[ok], is_male, axis, midpoint)
-        metrics["gender_accuracy"] = {"value": float(acc), "chance": 0.5, "n": int(n),
-                                      "test": "binomial", "p_value": float(p)}
-        correct = ((test_dec[ok] - midpoint) @ axis > 0) == is_male
-        per_image["gender_correct"] = pd.array([None] * len(per_image), dtype="boolean")
-        per_image.loc[ok, "gender_correct"] = correct
     else:
-        LOG.warning("sub-%s %s: gender not evaluated (file names carry no M/F prefix for both "
-                    "genders)", inputs.subject, space.name)
-
+        LOG.warning("sub-%s %s: gender not evaluated (neither a stimuli.tsv gender column nor M/F "
+                    "file-name prefixes label both genders)", inputs.subject, space.name)
+    imagery_index, imagery_rows = None, []
     if img_rows:
-        in_test = [i for i, s in enumerate(inputs.imagery_ids) if s in inputs.test_ids]
-        if in_test and len(inputs.test_ids) > 1:
-            idx = np.array([inputs.test_ids.index(inputs.imagery_ids[i]) for i in in_test])
-            per_imag, mean_imag = evaluate.imagery_identification(img_dec[in_test], idx, test_true)
-            metrics["imagery_pairwise"] = {
-                "value": float(mean_imag), "chance": 0.5, "n": len(in_test), "test": "permutation",
-                "p_value": evaluate.imagery_permutation_p(img_dec[in_test], idx, test_true, 1000, rng),
-            }
-    return SpaceResult(space.name, f_map, face_t, selected, W, z_mean, test_true, test_dec, img_dec,
-                       axis, midpoint, shown, recon, img_recon, metrics, per_image, ne.dof)
+        imagery_rows = [i for i, s in enumerate(inputs.imagery_ids) if s in inputs.test_ids]
+        if imagery_rows:
+            imagery_index = np.array([inputs.test_ids.index(inputs.imagery_ids[i]) for i in imagery_rows])
+    shown = None
+    if space.can_reconstruct:
+        shown = load_images([inputs.index.path(s) for s in inputs.test_ids], space.model.image_size)
+    ctx = _Context(space, test_true, shown, np.asarray(genders, dtype=object), axis, midpoint,
+                   imagery_index, imagery_rows, settings.n_permutations,
+                   np.random.default_rng(settings.seed))
+
+    latent_cov = np.cov(latents.train_raw[space.name], rowvar=False).reshape(D, D)
+    cv_folds = analyses.cv.folds(ne_all) if analyses.cv is not None else None
+    fold_betas = None  # solved once per space, sliced per region
+    saved = analyses.saved.get(space.name)
+    regions: list[tuple[str, np.ndarray | None]] = [("all", None)]
+    if saved is None:
+        regions += list(analyses.rois.items())
+    metrics: dict = {}
+    rows: list[dict] = []
+    cv_rows: list[dict] = []
+    primary = None
+    for roi, roi_mask in regions:
+        if saved is not None:
+            if saved.latent_dim != D:
+                raise DataError(f"{saved.path}: decoder has D={saved.latent_dim}, the {space.name} "
+                                f"latents D={D}")
+            sel = voxel_index(saved, analyses_mask(ne_all, saved))
+            W, zm, decoders = saved.W, saved.z_mean, [saved.decoder]
+        else:
+            n_avail = V if roi_mask is None else int(roi_mask.sum())
+            n_sel = min(settings.n_voxels, n_avail)
+            if roi_mask is None and settings.n_voxels > V:
+                LOG.warning("--n-voxels %d exceeds the %d brain voxels; using all", settings.n_voxels, V)
+            if n_sel < D + 1 and "ridge" not in settings.decoders:
+                LOG.warning("sub-%s %s: region %s has %d voxels, fewer than D+1=%d; skipped",
+                            inputs.subject, space.name, roi, n_sel, D + 1)
+                continue
+            sel = decode.select_voxels(score, n_sel, roi_mask)
+            W, zm, decoders = B_all[: D + 1][:, sel], z_mean, list(settings.decoders)
+        B_test, B_img = B_all[test_rows][:, sel], B_all[img_rows][:, sel]
+        for dec in decoders:
+            lam = 0.0
+            try:
+                if dec == "wls":
+                    var = noise_var_all[sel]
+                    test_dec = decode.decode_latents_wls(B_test, W, zm, D, var)
+                    img_dec = decode.decode_latents_wls(B_img, W, zm, D, var) if img_rows else None
+                else:
+                    if dec == "ridge":
+                        if saved is not None:
+                            lam = saved.ridge
+                        else:
+                            if fold_betas is None:
+                                fold_betas = _fold_betas(cv_folds, ne_all, columns, D)
+                            lam, errs = decode.choose_ridge([a[:, sel] for a, _ in fold_betas],
+                                                            [b[:, sel] for _, b in fold_betas],
+                                                            latent_cov, D)
+                            cv_rows += [{"roi": roi, "ridge": g, "cv_error": e, "chosen": g == lam}
+                                        for g, e in zip(decode.RIDGE_GRID, errs, strict=True)]
+                    test_dec = decode.decode_latents(B_test, W, zm, D, ridge=lam)
+                    img_dec = decode.decode_latents(B_img, W, zm, D, ridge=lam) if img_rows else None
+            except DataError as exc:
+                if roi == "all" and dec == decoders[0]:
+                    raise
+                LOG.warning("sub-%s %s: decoder %s in region %s failed: %s", inputs.subject,
+                            space.name, dec, roi, exc)
+                continue
+            if img_dec is None:
+                img_dec = np.zeros((0, D), np.float32)
+            labels = {"decoder": dec, "roi": roi, "selection": settings.voxel_selection,
+                      "n_voxels": int(sel.size)}
+            if dec == "ridge":
+                labels["ridge"] = lam
+            m, per, recon = evaluate_decoded(ctx, test_dec, img_dec, labels)
+            suffix = ("" if dec == decoders[0] else f"_{dec}") + ("" if roi == "all" else f"_roi-{roi}")
+            for base, md in m.items():
+                metrics[base + suffix] = {**md, "metric": base}
+                rows.append({"metric": base, **labels, "ridge": lam,
+                             **{k: md[k] for k in ("value", "chance", "n", "test", "p_value")}})
+            if roi == "all" and dec != decoders[0]:
+                per_image[f"pairwise_latent_{dec}"] = per["pairwise_latent"]
+            if primary is None:
+                primary = (dec, lam, sel, W, zm, test_dec, img_dec, recon, per)
+    dec0, lam0, sel, W, zm, test_dec, img_dec, recon, per = primary
+    for k, v in per.items():
+        per_image[k] = v
+    if halves is not None:
+        per_image["split_half_pattern_r"] = reliability.pattern_split_half(halves[0][:, sel],
+                                                                           halves[1][:, sel])
+    img_recon = space.model.decode(img_dec) if shown is not None and len(img_dec) else None
+    return SpaceResult(
+        space.name, f_map, face_t, sel, W, np.asarray(zm), test_true, test_dec, img_dec, axis, midpoint,
+        shown, recon, img_recon, metrics, per_image, ne.dof, decoder=dec0, ridge=lam0,
+        noise_var=noise_var_all[sel], reliability=rel, noise_ceiling=nc,
+        selection=settings.voxel_selection, analyses=pd.DataFrame(rows),
+        ridge_cv=pd.DataFrame(cv_rows) if cv_rows else None,
+        decoder_from=str(saved.path) if saved is not None else None)
 
 
+def analyses_mask(ne_all, saved: SavedDecoder) -> np.ndarray:
+    """The analysis mask of a run that re-uses ``saved`` (it analyses the decoder's own mask)."""
+    if int(saved.mask.sum()) != ne_all.n_voxels:
+        raise DataError(f"{saved.path}: the data were not analysed in the decoder's mask "
+                        f"({ne_all.n_voxels} voxels vs {int(saved.mask.sum())})")
+    return saved.mask

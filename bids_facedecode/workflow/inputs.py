@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..bidsio.confounds import load_run_confounds
 from ..bidsio.events import IMAGERY, ONEBACK, TEST, TRAIN, read_events
+from ..bidsio.labels import imagined_files_for_run, read_imagery_labels
 from ..bidsio.layout import RunInfo, find_runs
 from ..bidsio.stimuli import StimulusIndex
 from ..config import Settings
@@ -48,8 +49,13 @@ def collect_inputs(settings: Settings, layout, subject: str, filters: dict) -> P
     runs = find_runs(layout, subject, settings.task, settings.session_label, filters, space=space)
     index = StimulusIndex(settings.stimuli_dir or settings.bids_dir / "stimuli")
     trials = []
+    imagery_table = read_imagery_labels(settings.imagery_labels) if settings.imagery_labels else None
     for run in runs:
         t = read_events(run.events, settings.events)
+        if imagery_table is not None:  # --imagery-labels fills what the events do not say
+            rows = np.flatnonzero((t["kind"] == IMAGERY).to_numpy() & (t["imagined_file"] == ""))
+            t.loc[rows, "imagined_file"] = imagined_files_for_run(
+                imagery_table, run, t.loc[rows, "onset"].to_numpy())
         face_rows = t["kind"].isin([TRAIN, TEST, ONEBACK]).to_numpy()
         stim_id = [index.identify(f, run.events) if is_face else ""
                    for f, is_face in zip(t["stim_file"], face_rows, strict=True)]
@@ -76,7 +82,8 @@ def collect_inputs(settings: Settings, layout, subject: str, filters: dict) -> P
     labelled = img["stim_id"] != ""
     if len(img) and not labelled.all():
         LOG.warning("sub-%s: %d of %d imagery trials have no imagined-face label; imagery is "
-                    "modelled as nuisance and not evaluated", subject, int((~labelled).sum()), len(img))
+                    "modelled as nuisance and not evaluated (name the imagined faces in an events "
+                    "column or with --imagery-labels)", subject, int((~labelled).sum()), len(img))
         for t in trials:
             t.loc[t["kind"] == IMAGERY, "kind"] = "imagery_unlabelled"
         imagery_ids: list[str] = []

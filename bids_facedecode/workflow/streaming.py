@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,10 +24,13 @@ LOG = logging.getLogger(__name__)
 
 
 def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.ndarray,
-                  settings: Settings, device: torch.device, cache_dir: Path | None):
+                  settings: Settings, device: torch.device, cache_dir: Path | None,
+                  run_hooks: Sequence[Callable] = ()):
     """Stream the runs through the design and the normal equations (one pass over the data).
 
     Runs are read (and cached) in parallel threads while the previous run is accumulated.
+    Each of ``run_hooks`` is called as ``hook(k, ne, design, Y)`` after run ``k`` has been
+    accumulated into ``ne`` (e.g. :class:`bids_facedecode.workflow.folds.FoldAccumulator`).
     """
     n_vox = int(mask.sum())
     ne = None
@@ -59,6 +63,8 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
             if Y.shape[0] != run.n_scans:
                 raise DataError(f"{run.bold}: {Y.shape[0]} volumes, header says {run.n_scans}")
             glm.accumulate_run(ne, design.shared, Y, design.nuisance, voxel_chunk=chunk)
+            for hook in run_hooks:
+                hook(k, ne, design, Y)
             del Y
             LOG.info("sub-%s: run %d/%d (%s) accumulated, %.1f s", inputs.subject, k + 1,
                      len(inputs.runs), run.label, time.perf_counter() - t0)

@@ -1,0 +1,159 @@
+"""The issue-5 analyses through the app: decoders, regions, reliability, group tables, re-use.
+
+Runs on the session's small simulated dataset (2 subjects x 4 runs at 8 mm) with its truth.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import app_args
+
+from bids_facedecode.cli import main
+
+SIM = "sourcedata/simulation"
+
+
+@pytest.fixture(scope="module")
+def analyses_run(tmp_path_factory, app_dataset, small_pca):
+    """Both levels with every decoder and the simulator's ROI atlas."""
+    out = tmp_path_factory.mktemp("analyses") / "derivatives"
+    atlas = app_dataset / SIM / "atlas-simroi_dseg.nii.gz"
+    assert main(app_args(app_dataset, out, small_pca, "participant", "--decoder", "ols", "wls", "ridge",
+                         "--roi-atlas", str(atlas), "--n-permutations", "200")) == 0
+    assert main([str(app_dataset), str(out), "group"]) == 0
+    return out
+
+
+def _metrics(out, sub="01"):
+    return json.loads((out / f"sub-{sub}" / f"sub-{sub}_task-faces_desc-pca_metrics.json").read_text())
+
+
+def test_every_decoder_and_region_is_reported(analyses_run):
+    doc = _metrics(analyses_run)
+    m = doc["metrics"]
+    assert doc["decoders"] == ["ols", "wls", "ridge"] and doc["voxel_selection"] == "ftest"
+    for key, dec, roi in (("pairwise_latent", "ols", "all"), ("pairwise_latent_wls", "wls", "all"),
+                          ("pairwise_latent_ridge", "ridge", "all"),
+                          ("pairwise_latent_roi-occipital", "ols", "occipital"),
+                          ("gender_accuracy_wls_roi-temporal", "wls", "temporal")):
+        assert m[key]["decoder"] == dec and m[key]["roi"] == roi
+        assert 0.0 <= m[key]["value"] <= 1.0 and 0 < m[key]["p_value"] <= 1
+    # the whole-brain decoders are well above chance on this low-noise simulation
+    for dec in ("", "_wls", "_ridge"):
+        assert m[f"pairwise_latent{dec}"]["value"] > 0.75
+    assert m["pairwise_latent_ridge"]["ridge"] in json.loads(json.dumps(list(
+        __import__("bids_facedecode.decode", fromlist=["RIDGE_GRID"]).RIDGE_GRID)))
+    func = analyses_run / "sub-01" / "func"
+    tidy = pd.read_csv(func / "sub-01_task-faces_desc-pca_analyses.tsv", sep="\t")
+    assert set(tidy["decoder"]) == {"ols", "wls", "ridge"}
+    assert set(tidy["roi"]) == {"all", "occipital", "temporal", "frontoparietal"}
+    cv = pd.read_csv(func / "sub-01_task-faces_desc-pcaridgecv_analyses.tsv", sep="\t")
+    assert cv.groupby("roi")["chosen"].sum().eq(1).all()
+
+
+def test_regions_follow_the_simulated_face_selectivity(analyses_run, app_dataset):
+    """The ROI holding most truly face-selective voxels decodes better than the one holding fewest."""
+    sel = np.asarray(nib.load(app_dataset / SIM / "sub-01_desc-faceselective_mask.nii.gz").dataobj) > 0
+    atlas = np.asarray(nib.load(app_dataset / SIM / "atlas-simroi_dseg.nii.gz").dataobj)
+    names = pd.read_csv(app_dataset / SIM / "atlas-simroi_dseg.tsv", sep="\t").set_index("index")["name"]
+    frac = {names[i]: sel[atlas == i].mean() for i in names.index}
+    best, worst = max(frac, key=frac.get), min(frac, key=frac.get)
+    m = _metrics(analyses_run)["metrics"]
+    assert m[f"pairwise_latent_roi-{best}"]["value"] > m[f"pairwise_latent_roi-{worst}"]["value"]
+
+
+def test_reliability_maps_are_higher_in_face_selective_voxels(analyses_run, app_dataset):
+    func = analyses_run / "sub-01" / "func"
+    brain = np.asarray(nib.load(func / "sub-01_task-faces_desc-brain_mask.nii.gz").dataobj) > 0
+    nc = np.asarray(nib.load(func / "sub-01_task-faces_desc-pcanoiseceiling_statmap.nii.gz").dataobj)
+    rel = np.asarray(nib.load(func / "sub-01_task-faces_desc-pcasplithalf_stat-r_statmap.nii.gz").dataobj)
+    sel = np.asarray(nib.load(app_dataset / SIM / "sub-01_desc-faceselective_mask.nii.gz").dataobj) > 0
+    assert np.all((nc[brain] >= 0) & (nc[brain] <= 1))
+    assert np.median(nc[brain & sel]) > np.median(nc[brain & ~sel]) + 0.1
+    assert np.median(rel[brain & sel]) > np.median(rel[brain & ~sel]) + 0.1
+    dec = pd.read_csv(func / "sub-01_task-faces_desc-pca_decoding.tsv", sep="\t")
+    assert {"split_half_pattern_r", "pairwise_latent_wls", "pairwise_latent_ridge"} <= set(dec.columns)
+
+
+def test_group_tidy_table_and_html_agree(analyses_run):
+    from bids_facedecode.report import _fmt
+
+    grp = analyses_run / "group"
+    tidy = pd.read_csv(grp / "group_task-faces_statistics.tsv", sep="\t")
+    assert set(tidy["level"]) == {"participant", "group"}  # one latent space: nothing paired
+    assert {"subject", "space", "metric", "base_metric", "decoder", "roi", "selection", "value",
+            "chance", "n", "statistic", "p_value"} <= set(tidy.columns)
+    part = tidy[tidy.level == "participant"]
+    assert len(part) == part[["subject", "metric"]].drop_duplicates().shape[0]
+    stats = pd.read_csv(grp / "group_task-faces_stats.tsv", sep="\t")
+    g = tidy[tidy.level == "group"].set_index(["space", "metric"])
+    s = stats.set_index(["space", "metric"])
+    np.testing.assert_allclose(g.loc[s.index, "value"], s["mean"])
+    # the group mean is the mean of the participants' values
+    for (space, metric), row in g.iterrows():
+        vals = part[(part.space == space) & (part.metric == metric)]["value"]
+        assert row["value"] == pytest.approx(vals.mean(), rel=1e-4)  # the TSV keeps 6 digits
+    html = (analyses_run / "group.html").read_text()
+    for r in stats.itertuples():
+        assert f"<td>{_fmt(float(r.mean))}</td>" in html
+
+
+def test_decoder_reuse_reproduces_and_transfers(analyses_run, app_dataset, small_pca, tmp_path):
+    """Re-using sub-01's saved decoder on sub-01's data gives the same decoding; on sub-02 it runs."""
+    npz = analyses_run / "sub-01" / "func" / "sub-01_task-faces_desc-pca_decoder.npz"
+    out = tmp_path / "reuse"
+    assert main(app_args(app_dataset, out, small_pca, "participant", "--decoder-from", str(npz),
+                         "--n-permutations", "200")) == 0
+    a = pd.read_csv(analyses_run / "sub-01/func/sub-01_task-faces_desc-pca_decoding.tsv", sep="\t")
+    b = pd.read_csv(out / "sub-01/func/sub-01_task-faces_desc-pca_decoding.tsv", sep="\t")
+    zc = [c for c in a.columns if c.startswith("decoded_z")]
+    np.testing.assert_allclose(b[zc].to_numpy(), a[zc].to_numpy(), rtol=1e-4, atol=1e-5)
+    m1, m2 = _metrics(analyses_run), _metrics(out)
+    assert m2["decoder_from"] == str(npz)
+    assert m2["metrics"]["pairwise_latent"]["value"] == pytest.approx(m1["metrics"]["pairwise_latent"]["value"])
+    assert "pairwise_latent" in _metrics(out, "02")["metrics"]
+
+
+@pytest.mark.slow
+def test_noise_ceiling_selection_picks_the_top_of_its_map(app_dataset, small_pca, tmp_path):
+    out = tmp_path / "nc"
+    assert main(app_args(app_dataset, out, small_pca, "participant", "--participant-label", "01",
+                         "--voxel-selection", "noiseceiling", "--n-permutations", "100")) == 0
+    func = out / "sub-01" / "func"
+    brain = np.asarray(nib.load(func / "sub-01_task-faces_desc-brain_mask.nii.gz").dataobj) > 0
+    nc = np.asarray(nib.load(func / "sub-01_task-faces_desc-pcanoiseceiling_statmap.nii.gz").dataobj)[brain]
+    sel = np.asarray(nib.load(func / "sub-01_task-faces_desc-pcaselected_mask.nii.gz").dataobj)[brain] > 0
+    assert sel.sum() == 300 and nc[sel].min() >= nc[~sel].max()
+    doc = _metrics(out)
+    assert doc["voxel_selection"] == "noiseceiling" and doc["metrics"]["pairwise_latent"]["value"] > 0.7
+
+
+@pytest.mark.slow
+def test_imagery_labels_table_replaces_the_events_column(app_dataset, small_pca, tmp_path, analyses_run):
+    """Without the events column imagery is not evaluated; a labels table brings it back, equal."""
+    bids = tmp_path / "bids"
+    shutil.copytree(app_dataset, bids)
+    rows = []
+    for ev in sorted(bids.glob("sub-01/**/*_events.tsv")):
+        t = pd.read_csv(ev, sep="\t", dtype=str, keep_default_na=False)
+        img = t[t["trial_type"] == "Img"]
+        rows += [{"events_file": ev.name, "onset": o, "imagined_stim_file": f}
+                 for o, f in zip(img["onset"], img["imagined_stim_file"], strict=True)]
+        t.drop(columns="imagined_stim_file").to_csv(ev, sep="\t", index=False)
+    assert rows
+    labels = tmp_path / "imagery.tsv"
+    pd.DataFrame(rows).to_csv(labels, sep="\t", index=False)
+    base = ["--participant-label", "01", "--n-permutations", "200"]
+    assert main(app_args(bids, tmp_path / "none", small_pca, "participant", *base)) == 0
+    assert "imagery_pairwise" not in _metrics(tmp_path / "none")["metrics"]
+    out = tmp_path / "labelled"
+    assert main(app_args(bids, out, small_pca, "participant", *base, "--imagery-labels", str(labels))) == 0
+    got = _metrics(out)["metrics"]["imagery_pairwise"]
+    want = _metrics(analyses_run)["metrics"]["imagery_pairwise"]
+    assert got["value"] == pytest.approx(want["value"]) and got["n"] == want["n"]
