@@ -133,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("-w", "--work-dir", type=Path, metavar="DIR",
                       help="scratch folder for cached masked data (default: output_dir/../work)")
     perf.add_argument("--seed", type=int, default=42, help="master random seed (default: %(default)s)")
+
+    rep = p.add_argument_group("reports")
+    rep.add_argument("--reports-only", action="store_true",
+                     help="only rebuild the HTML reports (sub-<label>.html at the participant level, "
+                          "group.html at the group level) from the outputs already in output_dir, "
+                          "without refitting")
     return p
 
 
@@ -175,6 +181,7 @@ def settings_from_args(args: argparse.Namespace, argv: list[str]) -> Settings:
         bids_database_dir=args.bids_database_dir.resolve() if args.bids_database_dir else None,
         n_voxels=args.n_voxels, high_pass=args.high_pass, events=events,
         verbosity=args.verbosity, command_line=shlex.join(["bids_facedecode", *argv]),
+        reports_only=args.reports_only,
     )
 
 

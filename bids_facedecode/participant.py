@@ -19,7 +19,9 @@ from .bidsio.layout import index_dataset, read_filter_file, resolve_labels
 from .config import Settings
 from .device import describe_device, select_device
 from .errors import DataError, FaceDecodeError
+from .provenance import collect_warnings
 from .workflow.decoding import SpaceResult, decode_space
+from .workflow.design_record import first_run_design
 from .workflow.inputs import ParticipantInputs, collect_inputs
 from .workflow.spaces import LatentSpace, compute_latents, open_spaces
 from .workflow.streaming import fit_joint_glm
@@ -36,6 +38,7 @@ class ParticipantResult:
     device: str
     timings: dict[str, float]
     warnings: list[str] = field(default_factory=list)
+    design: object | None = None  # workflow.design_record.DesignRecord of the first run (report)
 
 
 def analyse_participant(settings: Settings, layout, subject: str, spaces: list[LatentSpace],
@@ -62,11 +65,16 @@ def analyse_participant(settings: Settings, layout, subject: str, spaces: list[L
     t2 = time.perf_counter()
     results = {s.name: decode_space(s, ne, inputs, latents, settings) for s in spaces}
     timings["decode"] = time.perf_counter() - t2
-    return ParticipantResult(subject, inputs, mask_img, results, describe_device(device), timings)
+    result = ParticipantResult(subject, inputs, mask_img, results, describe_device(device), timings)
+    result.design = first_run_design(inputs, latents, settings)
+    return result
 
 
 def run_participants(settings: Settings) -> int:
     """Participant level for every selected participant; returns the exit code."""
+    if settings.reports_only:
+        from .report.participant_report import rebuild_participant_reports
+        return rebuild_participant_reports(settings)
     from .bidsio.derivatives import ensure_dataset_description
     from .bidsio.participant_outputs import write_participant_outputs
 
@@ -80,10 +88,13 @@ def run_participants(settings: Settings) -> int:
     failed: list[FaceDecodeError] = []
     for subject in subjects:
         t0 = time.perf_counter()
+        warnings: list[str] = []
         try:
-            result = analyse_participant(settings, layout, subject, spaces, device, filters)
-            ensure_dataset_description(settings.output_dir, settings.bids_dir)
-            write_participant_outputs(result, settings)
+            with collect_warnings(warnings):  # shown in the report's warnings section
+                result = analyse_participant(settings, layout, subject, spaces, device, filters)
+                result.warnings = warnings
+                ensure_dataset_description(settings.output_dir, settings.bids_dir)
+                write_participant_outputs(result, settings)
         except FaceDecodeError as exc:
             if len(subjects) == 1:
                 raise
