@@ -22,6 +22,12 @@ def shots_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("screenshots")
 
 
+@pytest.fixture(scope="module")
+def browser():
+    with Browser() as b:
+        yield b
+
+
 def _keep(shot: Path) -> None:
     dest = os.environ.get("BIDS_FACEDECODE_SCREENSHOTS")
     if dest:
@@ -44,34 +50,31 @@ def _check_page(page, shot: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["sub-01.html", "sub-02.html", "group.html"])
-def test_report_opens_offline(app_run, shots_dir, name):
-    with Browser() as browser:
-        page = browser.open(app_run / name)
-        shot = page.screenshot(shots_dir / name.replace(".html", ".png"))
-        _keep(shot)
-        _check_page(page, shot)
-        title = page.evaluate("document.title")
-        assert ("sub-" in title) if name.startswith("sub-") else ("Group report" in title)
+def test_report_opens_offline(app_run, shots_dir, browser, name):
+    page = browser.open(app_run / name)
+    shot = page.screenshot(shots_dir / name.replace(".html", ".png"))
+    _keep(shot)
+    _check_page(page, shot)
+    title = page.evaluate("document.title")
+    assert ("sub-" in title) if name.startswith("sub-") else ("Group report" in title)
 
 
-def test_group_links_open_participant_reports(app_run):
-    with Browser() as browser:
-        page = browser.open(app_run / "group.html")
-        hrefs = page.evaluate("Array.from(document.querySelectorAll('a[href$=\".html\"]')).map(a => a.href)")
+def test_group_links_open_participant_reports(app_run, browser):
+    page = browser.open(app_run / "group.html")
+    hrefs = page.evaluate("Array.from(document.querySelectorAll('a[href$=\".html\"]')).map(a => a.href)")
     assert hrefs and all(h.startswith("file://") for h in hrefs)
     for h in set(hrefs):
         assert Path(h[len("file://"):]).is_file()
 
 
-def test_browser_check_catches_offenders(tmp_path):
+def test_browser_check_catches_offenders(tmp_path, browser):
     """Control: a page that loads from another host, misses a local file and logs an error
     is caught by the same checks."""
     bad = tmp_path / "bad.html"
     bad.write_text('<!DOCTYPE html><html><head><link rel="icon" href="data:,"></head><body>'
                    '<img src="http://example.org/face.png"><img src="missing.png">'
                    '<script>console.error("boom")</script></body></html>')
-    with Browser() as browser:
-        page = browser.open(bad)
+    page = browser.open(bad)
     assert any(u.startswith("http://example.org") for u in page.requests)
     assert len(page.failed) >= 2
     assert any("boom" in e for e in page.console_errors)
