@@ -357,3 +357,22 @@ def test_background_mni_or_not():
     assert bg is shifted and "do not look like MNI" in text
     bg, text = choose_background(mni, ["sub-01_space-T1w_desc-preproc_bold.nii.gz"])
     assert bg is mni and "T1w" in text
+
+
+def test_warnings_logged_during_analysis_reach_the_report(run_copy):
+    from bids_facedecode.provenance import collect_warnings
+    from bids_facedecode.report.participant_report import build_participant_report
+
+    sink: list[str] = []
+    with collect_warnings(sink):
+        logging.getLogger("bids_facedecode.workflow.decoding").warning("--n-voxels %d exceeds", 9999)
+        logging.getLogger("bids_facedecode.workflow.decoding").info("not a warning")
+    logging.getLogger("bids_facedecode").warning("after the block")
+    assert sink == ["WARNING: --n-voxels 9999 exceeds"]
+    cfg_path = run_copy / "logs" / f"sub-{SUBJECT}_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    assert cfg["warnings"] == []                              # the app run logged none
+    cfg["warnings"] = sink
+    cfg_path.write_text(json.dumps(cfg))
+    html = build_participant_report(run_copy, SUBJECT, "faces")
+    assert "Warnings logged during the analysis" in html and "--n-voxels 9999 exceeds" in html
