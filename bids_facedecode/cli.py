@@ -158,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="scratch folder for cached masked data (default: output_dir/../work)")
     perf.add_argument("--seed", type=int, default=42, help="master random seed (default: %(default)s)")
     _add_input_and_rerun_options(p)
+
+    rep = p.add_argument_group("reports")
+    rep.add_argument("--reports-only", action="store_true",
+                     help="only rebuild the HTML reports (sub-<label>.html at the participant level, "
+                          "group.html at the group level) from the outputs already in output_dir, "
+                          "without refitting")
     return p
 
 
@@ -248,6 +254,7 @@ def settings_from_args(args: argparse.Namespace, argv: list[str]) -> Settings:
         imagery_labels=args.imagery_labels.resolve() if args.imagery_labels else None,
         decoder_from=tuple(p.resolve() for p in args.decoder_from),
         n_permutations=args.n_permutations,
+        reports_only=args.reports_only,
     )
 
 

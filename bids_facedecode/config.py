@@ -63,6 +63,7 @@ class Settings:
     imagery_labels: Path | None = None
     decoder_from: tuple[Path, ...] = ()
     n_permutations: int = 1000
+    reports_only: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (paths as strings)."""

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .bidsio.derivatives import ensure_dataset_description, write_text, write_tsv
+from .bidsio.derivatives import ensure_dataset_description, write_tsv
 from .bidsio.results import read_metrics_table
 from .config import Settings
 
@@ -143,6 +143,9 @@ def tidy_statistics(table: pd.DataFrame, summary: pd.DataFrame, paired: pd.DataF
 def run_group(settings: Settings) -> int:
     """Group level: read participant metrics, write tables, statistics and ``group.html``."""
     out = settings.output_dir
+    if settings.reports_only:
+        from .report.group_report import rebuild_group_report
+        return rebuild_group_report(settings)
     table = read_metrics_table(out, settings.task)
     summary, paired = group_statistics(table)
     ensure_dataset_description(out, settings.bids_dir)
@@ -151,13 +154,10 @@ def run_group(settings: Settings) -> int:
     write_tsv(Path(f"{prefix}_stats.tsv"), summary)
     write_tsv(Path(f"{prefix}_paired.tsv"), paired)
     write_tsv(Path(f"{prefix}_statistics.tsv"), tidy_statistics(table, summary, paired))
-    from .report.group_report import build_group_report
+    from .report.group_report import write_group_report
 
-    try:
-        html = build_group_report(table, summary, paired, settings)
-        write_text(out / "group.html", html)
-    except Exception as exc:  # a report failure must not fail or corrupt the analysis outputs
-        LOG.error("group report failed: %s", exc, exc_info=settings.verbosity > 1)
+    # built from the files just written; a report failure is logged, never fatal
+    write_group_report(out, settings.task, verbose=settings.verbosity > 1)
     for r in summary.itertuples():
         print(f"group {r.space} {r.metric.replace('_', ' ')}: mean {r.mean:.3f} "
               f"(chance {r.chance:.2f}, n={r.n}, p={r.p_t:.3g})")

@@ -31,7 +31,9 @@ from .bidsio.validation import validate_bids, validate_participants
 from .config import Settings
 from .device import describe_device, select_device
 from .errors import FaceDecodeError
+from .provenance import collect_warnings
 from .workflow.decoding import SpaceResult, decode_space, plan_analyses
+from .workflow.design_record import first_run_design
 from .workflow.inputs import ParticipantInputs, collect_inputs
 from .workflow.reuse import reuse_mask
 from .workflow.spaces import LatentSpace, compute_latents, open_spaces
@@ -49,6 +51,7 @@ class ParticipantResult:
     device: str
     timings: dict[str, float]
     warnings: list[str] = field(default_factory=list)
+    design: object | None = None  # workflow.design_record.DesignRecord of the first run (report)
 
 
 def analyse_participant(settings: Settings, layout, subject: str, spaces: list[LatentSpace],
@@ -81,7 +84,9 @@ def analyse_participant(settings: Settings, layout, subject: str, spaces: list[L
     t2 = time.perf_counter()
     results = {s.name: decode_space(s, ne, inputs, latents, settings, analyses) for s in spaces}
     timings["decode"] = time.perf_counter() - t2
-    return ParticipantResult(subject, inputs, mask_img, results, describe_device(device), timings)
+    result = ParticipantResult(subject, inputs, mask_img, results, describe_device(device), timings)
+    result.design = first_run_design(inputs, latents, settings)
+    return result
 
 
 def is_complete(settings: Settings, subject: str) -> bool:
@@ -114,6 +119,8 @@ def write_outputs(result: ParticipantResult, settings: Settings) -> list[Path]:
 
     staged = deriv.new_stage(settings.output_dir, result.subject)
     try:
+        # the report, built inside the stage, reads the dataset description beside the outputs
+        deriv.ensure_dataset_description(staged, settings.bids_dir)
         write_participant_outputs(result, settings, root=staged)
         deriv.failpoint("staged")
         deriv.ensure_dataset_description(settings.output_dir, settings.bids_dir)
@@ -126,6 +133,9 @@ def write_outputs(result: ParticipantResult, settings: Settings) -> list[Path]:
 
 def run_participants(settings: Settings) -> int:
     """Participant level for every selected participant; returns the exit code."""
+    if settings.reports_only:
+        from .report.participant_report import rebuild_participant_reports
+        return rebuild_participant_reports(settings)
     layout = index_dataset(settings.bids_dir, settings.bids_database_dir, settings.derivatives)
     filters = read_filter_file(settings.bids_filter_file)
     subjects = resolve_labels(layout.get_subjects(), settings.participant_label, "sub", settings.bids_dir)
@@ -152,11 +162,14 @@ def run_participants(settings: Settings) -> int:
             if not settings.overwrite and is_complete(settings, subject):  # another job finished it
                 print(f"sub-{subject}: outputs complete, skipped (use --overwrite to recompute)")
                 continue
+            warnings: list[str] = []
             try:
-                result = analyse_participant(settings, layout, subject, spaces, device, filters,
-                                             all_inputs[subject])
-                deriv.failpoint("analysed")
-                write_outputs(result, settings)
+                with collect_warnings(warnings):  # shown in the report's warnings section
+                    result = analyse_participant(settings, layout, subject, spaces, device, filters,
+                                                 all_inputs[subject])
+                    result.warnings = warnings
+                    deriv.failpoint("analysed")
+                    write_outputs(result, settings)
             except FaceDecodeError as exc:
                 if len(todo) == 1:
                     raise

@@ -109,7 +109,7 @@ def write_participant_outputs(result, settings, root: Path | None = None) -> lis
     if len(recon) > 1:  # the paper's Fig. 2: shown, then each space's reconstruction
         written.append(_write_grid(p, ents, "allspaces",
                                    [("shown", recon[0][1].shown)] + [(n, r.reconstructions) for n, r in recon]))
-    written += _write_report(result, settings, out)
+    written += _write_report_inputs(result, settings, p)
     for name, res in result.spaces.items():
         doc = {
             "subject": sub, "task": settings.task, "space": name, "version": __version__,
@@ -128,8 +128,10 @@ def write_participant_outputs(result, settings, root: Path | None = None) -> lis
     written.append(write_json(logs / f"sub-{sub}_config.json", {
         **settings.to_dict(), "version": __version__, "python": platform.python_version(),
         "timings_s": result.timings, "device_used": result.device,
-        "software_versions": software_versions()}))
+        "software_versions": software_versions(), **_provenance(result, settings)}))
     written.append(write_text(logs / "CITATION.md", citation_text(settings, result)))
+    # last: the report is built from the files above (and is not a result the group level reads)
+    written += _write_report(result, settings, out)
     return written
 
 
@@ -170,15 +172,18 @@ def _write_grid(p, ents, desc, rows) -> Path:
     return write_bytes(path, buf.getvalue())
 
 
-def _write_report(result, settings, out: Path | None = None) -> list[Path]:
-    from ..report.participant_report import build_participant_report
-
+def _write_report(result, settings, out: Path) -> list[Path]:
+    """The participant report, built from the files just written under ``out``."""
+    # a failed report is logged, never fatal for the analysis; a stale report is removed
     try:
-        html = build_participant_report(result, settings)
-    except Exception as exc:  # a failed report is logged, never fatal for the analysis
+        from ..report.participant_report import write_participant_report
+
+        path = write_participant_report(out, result.subject, settings.task,
+                                        keep_stale=False, verbose=settings.verbosity > 1)
+    except Exception as exc:  # noqa: BLE001 - even a broken report package must not fail the run
         LOG.error("sub-%s: report failed: %s", result.subject, exc, exc_info=settings.verbosity > 1)
         return []
-    return [write_text((out or settings.output_dir) / f"sub-{result.subject}.html", html)]
+    return [path] if path is not None else []
 
 
 def software_versions() -> dict[str, str]:
@@ -192,6 +197,77 @@ def software_versions() -> dict[str, str]:
         except PackageNotFoundError:
             continue
     return found
+
+
+def _provenance(result, settings) -> dict:
+    """What the report shows beside the settings: inputs, runs, dataset, libraries, warnings."""
+    from ..provenance import dataset_info, library_versions
+
+    inputs = result.inputs
+    return {
+        "inputs": {
+            "n_runs": len(inputs.runs), "n_volumes": inputs.n_scans,
+            "n_training_trials": len(inputs.train_trial_ids),
+            "n_training_images": len(inputs.train_ids), "n_test_images": len(inputs.test_ids),
+            "n_imagery_trials": inputs.n_imagery_trials, "n_imagined_faces": len(inputs.imagery_ids),
+            "n_brain_voxels": int(np.asarray(result.mask_img.dataobj).astype(bool).sum()),
+            "nuisance_trial_types": list(inputs.nuisance_kinds),
+        },
+        "runs": [{"session": r.session, "run": r.run, "t_r": r.t_r, "n_scans": r.n_scans,
+                  "bold": str(r.bold.relative_to(settings.bids_dir)) if settings.bids_dir in r.bold.parents
+                  else str(r.bold)} for r in inputs.runs],
+        "dataset": dataset_info(settings.bids_dir),
+        "library_versions": library_versions(),
+        "warnings": list(result.warnings),
+    }
+
+
+def _write_report_inputs(result, settings, p) -> list[Path]:
+    """Files only the report needs: the first run's design matrix and the face images as tiles.
+
+    * ``func/sub-<l>[_ses-<s>]_task-<t>[_run-<r>]_design.tsv`` (+ JSON): the first run's design;
+    * ``figures/sub-<l>_task-<t>_desc-<space>_tiles.png`` (+ JSON): row 1 the test images as the
+      model saw them, row 2 their reconstructions, one column per test image in the order of
+      the decoding table; ``desc-<space>imagery_tiles.png``: row 1 the imagined face, row 2 the
+      reconstruction decoded from the imagery trials.
+    """
+    written: list[Path] = []
+    ents = p["ents"]
+    rec = result.design
+    if rec is not None:
+        name = bids_name({**ents, "ses": rec.session, "run": rec.run}, "design", ".tsv")
+        sidecar = {
+            "Description": "Design matrix of the participant's first run (all runs are fitted "
+                           "jointly with the same columns; drift and intercept are per run)",
+            "RepetitionTime": rec.t_r, "Run": rec.run_label, "Source": str(rec.bold.name),
+            "HRFModel": "spm (nilearn)", "DriftModel": "cosine", "HighPass": rec.high_pass,
+            "FrameTimes": "rows are volumes at t = k * RepetitionTime",
+        }
+        written.append(write_json(p["func"] / name.replace(".tsv", ".json"), sidecar))
+        written.append(write_tsv(p["func"] / name, rec.matrix.reset_index(drop=True)))
+    names = {s: result.inputs.index.name(s) for s in {*result.inputs.test_ids, *result.inputs.imagery_ids}}
+    for space, res in result.spaces.items():
+        if res.reconstructions is None or res.shown is None:
+            continue
+        test_files = [names[s] for s in result.inputs.test_ids]
+        written += _write_tiles(p, ents, space, [res.shown, res.reconstructions], test_files,
+                                ["shown", "reconstructed"])
+        if res.imagery_reconstructions is not None and len(res.imagery_reconstructions):
+            pos = {s: i for i, s in enumerate(result.inputs.test_ids)}
+            blank = np.full(res.shown.shape[1:], 0.5, np.float32)
+            imagined = np.stack([res.shown[pos[s]] if s in pos else blank for s in result.inputs.imagery_ids])
+            written += _write_tiles(p, ents, f"{space}imagery", [imagined, res.imagery_reconstructions],
+                                    [names[s] for s in result.inputs.imagery_ids],
+                                    ["imagined", "reconstructed"])
+    return written
+
+
+def _write_tiles(p, ents, desc, rows, files, row_names) -> list[Path]:
+    sheet = np.concatenate([np.concatenate(list(r), axis=1) for r in rows], axis=0)
+    path = p["figures"] / bids_name({**ents, "desc": desc}, "tiles", ".png")
+    sidecar = {"Description": "Image tiles, one column per face, no resampling",
+               "TileSize": int(rows[0].shape[1]), "Rows": row_names, "Columns": files}
+    return [write_json(path.with_suffix(".json"), sidecar), write_bytes(path, png_bytes(sheet))]
 
 
 def citation_text(settings, result) -> str:

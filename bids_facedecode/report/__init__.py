@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
+from collections.abc import Callable
 from typing import Any
 
 import jinja2
@@ -30,9 +32,12 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 _ENV.filters["fmt"] = _fmt
+LOG = logging.getLogger(__name__)
+#: Resolution of the embedded PNG figures (a demo report stays at a few MB).
+DPI = 80
 
 
-def figure_to_data_uri(fig, dpi: int = 90) -> str:
+def figure_to_data_uri(fig, dpi: int = DPI) -> str:
     """Render a matplotlib figure to an embedded PNG ``data:`` URI and close it."""
     import matplotlib.pyplot as plt
 
@@ -50,3 +55,23 @@ def png_to_data_uri(data: bytes) -> str:
 def render(template: str, **context: Any) -> str:
     """Render one of the package's templates."""
     return _ENV.get_template(template).render(**context)
+
+
+class SafeFigures:
+    """Draws figures one by one; a figure that fails becomes a line in ``problems``, not a crash."""
+
+    def __init__(self, dpi: int = DPI):
+        self.dpi = dpi
+        self.problems: list[str] = []
+
+    def add(self, name: str, draw: Callable[[], Any]) -> str | None:
+        """Call ``draw()`` (returns a matplotlib Figure) and embed it; None when it fails."""
+        import matplotlib.pyplot as plt
+
+        try:
+            return figure_to_data_uri(draw(), self.dpi)
+        except Exception as exc:  # noqa: BLE001 - one bad figure must not take the report down
+            plt.close("all")
+            LOG.warning("report figure '%s' failed: %s: %s", name, type(exc).__name__, exc)
+            self.problems.append(f"figure '{name}' could not be drawn: {type(exc).__name__}: {exc}")
+            return None

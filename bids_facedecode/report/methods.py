@@ -1,0 +1,114 @@
+"""The methods paragraph of the participant report, with this run's exact parameters."""
+
+from __future__ import annotations
+
+from ..bidsio.report_inputs import ParticipantRecord
+
+REFERENCES = {
+    "vanrullen": "VanRullen R, Reddy L (2019). Reconstructing faces from fMRI patterns using deep "
+                 "generative neural networks. Communications Biology 2:193. doi:10.1038/s42003-019-0438-y",
+    "larsen": "Larsen ABL, Sønderby SK, Larochelle H, Winther O (2016). Autoencoding beyond pixels "
+              "using a learned similarity metric. Proceedings of ICML, PMLR 48:1558-1566.",
+    "turk": "Turk M, Pentland A (1991). Eigenfaces for recognition. Journal of Cognitive "
+            "Neuroscience 3(1):71-86. doi:10.1162/jocn.1991.3.1.71",
+    "nilearn": "Abraham A, Pedregosa F, Eickenberg M, et al. (2014). Machine learning for "
+               "neuroimaging with scikit-learn. Frontiers in Neuroinformatics 8:14. "
+               "doi:10.3389/fninf.2014.00014",
+    "bids": "Gorgolewski KJ, Auer T, Calhoun VD, et al. (2016). The brain imaging data structure, a "
+            "format for organizing and describing outputs of neuroimaging experiments. Scientific "
+            "Data 3:160044. doi:10.1038/sdata.2016.44",
+    "pybids": "Yarkoni T, Markiewicz CJ, de la Vega A, et al. (2019). PyBIDS: Python tools for BIDS "
+              "datasets. Journal of Open Source Software 4(40):1294. doi:10.21105/joss.01294",
+    "pytorch": "Paszke A, Gross S, Massa F, et al. (2019). PyTorch: an imperative style, "
+               "high-performance deep learning library. Advances in Neural Information Processing "
+               "Systems 32.",
+    "ssim": "Wang Z, Bovik AC, Sheikh HR, Simoncelli EP (2004). Image quality assessment: from error "
+            "visibility to structural similarity. IEEE Transactions on Image Processing 13(4):600-612. "
+            "doi:10.1109/TIP.2003.819861",
+}
+SPACE_DESCRIPTION = {
+    "vaegan": "a variational autoencoder trained with a GAN discriminator (VAE-GAN; Larsen et al., 2016)",
+    "pca": "the principal components of face images (eigenfaces; Turk & Pentland, 1991)",
+}
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def methods_text(rec: ParticipantRecord) -> tuple[list[str], list[str]]:
+    """Paragraphs describing what was done to this participant's data, and the references.
+
+    Every number comes from the outputs (settings, metrics, the design sidecar); statements
+    the outputs cannot back are left out.
+
+    Returns
+    -------
+    paragraphs : list of str
+    references : list of str
+    """
+    cfg, inputs = rec.config, rec.config.get("inputs", {})
+    libs = cfg.get("library_versions", {})
+    runs = cfg.get("runs", [])
+    trs = sorted({r["t_r"] for r in runs if r.get("t_r")})
+    dataset = cfg.get("dataset", {}).get("Name")
+    spaces = list(rec.metrics)
+    p = []
+    data = (f"Data: {inputs.get('n_runs', len(runs))} runs ({inputs.get('n_volumes', 'n/a')} volumes"
+            + (f", TR {', '.join(f'{t:g}' for t in trs)} s" if trs else "") + f") of task '{rec.task}'"
+            + (f" from the dataset '{dataset}'" if dataset else "") + ", organised in BIDS "
+            "(Gorgolewski et al., 2016) and read with PyBIDS (Yarkoni et al., 2019). The participant saw "
+            f"{inputs.get('n_training_trials', 'n/a')} training face trials "
+            f"({inputs.get('n_training_images', 'n/a')} distinct images) and "
+            f"{inputs.get('n_test_images', 'n/a')} test images, and had "
+            f"{inputs.get('n_imagery_trials', 0)} imagery trials.")
+    p.append(data)
+    hp = cfg.get("high_pass")
+    nuis = inputs.get("nuisance_trial_types") or []
+    glm = (f"Analysis: faces were decoded with bids_facedecode {cfg.get('version', 'n/a')}, an "
+           "implementation of the method of VanRullen & Reddy (2019). All runs were fitted jointly "
+           "with one general linear model: events convolved with the SPM canonical haemodynamic "
+           f"response of nilearn {libs.get('nilearn', '')} (Abraham et al., 2014)"
+           + (f", a cosine drift basis with a {1 / hp:.0f} s cut-off" if hp else "")
+           + " and an intercept per run; regressors: one for all training faces, one per latent "
+           "dimension with the training faces' latent values (centred on the training mean) as "
+           "amplitudes, one per test image, one per imagined face"
+           + (f", and {_join(nuis)} trials as nuisance" if nuis else "") + ". "
+           "The normal equations were accumulated run by run (each run's drift and intercept "
+           f"projected out) and solved in PyTorch {libs.get('torch', '')} (Paszke et al., 2019)"
+           + (f" on {cfg['device_used']}" if cfg.get("device_used") else "") + ".")
+    p.append(glm)
+    parts = []
+    for s in spaces:
+        doc = rec.metrics[s]
+        what = SPACE_DESCRIPTION.get(s, f"the '{s}' latent space")
+        model = cfg.get("latent_models", {}).get(s) or (
+            f"the table {cfg['latents'][s]}" if s in cfg.get("latents", {}) else "the model shipped with the package")
+        parts.append(f"{s} ({what}, D = {doc.get('latent_dim')} dimensions, from {model}; "
+                     f"{doc.get('n_voxels')} voxels selected)")
+    dec = ("Decoding: for each latent space, the voxels with the largest F statistic of the latent "
+           "block were selected and the latent vector of each test pattern b was decoded as "
+           "ẑ = b Wᵀ(WWᵀ)⁻¹, where W holds the selected voxels' latent and face weights; the face "
+           "coefficient was dropped, the training mean added back, and the image reconstructed with "
+           f"the model's decoder. Latent spaces: {_join(parts) if parts else 'n/a'}.")
+    p.append(dec)
+    metrics = {m for d in rec.metrics.values() for m in d.get("metrics", {})}
+    ev = ["Evaluation: pairwise identification among the test images (for each image, the fraction "
+          "of other images whose latent vector correlates less with its decoded vector than its own; "
+          "chance 50%) in latent space"
+          + (" and in image space" if "pairwise_image" in metrics else "")
+          + f", with permutation p-values (seed {cfg.get('seed', 'n/a')})"]
+    if "gender_accuracy" in metrics:
+        ev.append("gender accuracy: the sign of the decoded vector's projection on the gender axis "
+                  "(mean male minus mean female training latent), binomial test against 50%")
+    if "imagery_pairwise" in metrics:
+        ev.append("imagery: pairwise identification of the imagined face among the test faces, "
+                  "permutation test")
+    if "ssim" in metrics:
+        ev.append("reconstruction quality: pixel correlation and SSIM (Wang et al., 2004)")
+    p.append("; ".join(ev) + ".")
+    refs = ["vanrullen", "bids", "pybids", "nilearn", "pytorch"]
+    refs += ["larsen"] if "vaegan" in spaces else []
+    refs += ["turk"] if "pca" in spaces else []
+    refs += ["ssim"] if "ssim" in metrics else []
+    return p, [REFERENCES[r] for r in refs]
