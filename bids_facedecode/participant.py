@@ -125,10 +125,15 @@ def write_outputs(result: ParticipantResult, settings: Settings) -> list[Path]:
         deriv.failpoint("staged")
         deriv.ensure_dataset_description(settings.output_dir, settings.bids_dir)
         deriv.ensure_bidsignore(settings.output_dir)
-        return deriv.commit_stage(settings.output_dir, result.subject)
+        final = deriv.commit_stage(settings.output_dir, result.subject)
     except BaseException:
         deriv.discard_stage(settings.output_dir, result.subject)
         raise
+    report = settings.output_dir / f"sub-{result.subject}.html"
+    if report not in final and report.is_file():  # the new report failed: drop the old one
+        report.unlink()
+        LOG.error("sub-%s: removed the stale report %s", result.subject, report)
+    return final
 
 
 def run_participants(settings: Settings) -> int:

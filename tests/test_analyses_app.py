@@ -100,8 +100,10 @@ def test_group_tidy_table_and_html_agree(analyses_run):
         vals = part[(part.space == space) & (part.metric == metric)]["value"]
         assert row["value"] == pytest.approx(vals.mean(), rel=1e-4)  # the TSV keeps 6 digits
     html = (analyses_run / "group.html").read_text()
-    for r in stats.itertuples():
-        assert f"<td>{_fmt(float(r.mean))}</td>" in html
+    for i, r in enumerate(stats.itertuples()):
+        cell = (f'data-table="stats-table" data-row="{i}" data-col="mean" data-value="{r.mean}">'
+                f"{_fmt(float(r.mean))}</td>")
+        assert cell in html
 
 
 def test_decoder_reuse_reproduces_and_transfers(analyses_run, app_dataset, small_pca, tmp_path):
