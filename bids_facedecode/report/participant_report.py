@@ -226,6 +226,14 @@ def _provenance(rec: ParticipantRecord) -> dict:
     }
 
 
+def _final_dir(output_dir: Path) -> Path:
+    """The output folder a staged report will live in (``out/.bids_facedecode/sub-X.stage/new`` -> ``out``)."""
+    from ..bidsio.derivatives import STATE_DIR
+
+    parts = Path(output_dir).parts
+    return Path(*parts[: parts.index(STATE_DIR)]) if STATE_DIR in parts else Path(output_dir)
+
+
 def build_participant_report(output_dir: Path, subject: str, task: str) -> str:
     """Render ``sub-<label>.html`` from the participant's outputs in ``output_dir``.
 
@@ -246,7 +254,7 @@ def build_participant_report(output_dir: Path, subject: str, task: str) -> str:
     return render(
         "participant.html.j2",
         subject=subject, task=task, version=__version__,
-        date=_dt.datetime.now().isoformat(timespec="seconds"), output_dir=str(output_dir),
+        date=_dt.datetime.now().isoformat(timespec="seconds"), output_dir=str(_final_dir(output_dir)),
         summary=_summary(rec), results=results, design=design, maps=maps, background=background,
         grid=grid, imagery=imagery, roi_tables={k: v.to_dict("split") for k, v in rec.roi_tables.items()},
         methods=methods, references=references, provenance=_provenance(rec),
