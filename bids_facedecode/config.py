@@ -51,6 +51,7 @@ class Settings:
     events: EventSpec = field(default_factory=EventSpec)
     verbosity: int = 0
     command_line: str = ""
+    glm_precision: str = "mixed"  # float32 products into float64 sums, or "double" throughout
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (paths as strings)."""

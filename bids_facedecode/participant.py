@@ -51,11 +51,11 @@ def analyse_participant(settings: Settings, layout, subject: str, spaces: list[L
     timings["inputs_and_latents"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    mask_img = compute_brain_mask(inputs.runs[0].bold)
+    cache = settings.work_dir / "cache" / f"sub-{subject}" if settings.work_dir else None
+    mask_img = compute_brain_mask(inputs.runs[0].bold, cache)  # caches run 1: read once
     mask = np.asarray(mask_img.dataobj).astype(bool)
     if not mask.any():
         raise DataError(f"{inputs.runs[0].bold}: the brain mask is empty")
-    cache = settings.work_dir / "cache" / f"sub-{subject}" if settings.work_dir else None
     ne = fit_joint_glm(inputs, latents, mask, settings, device, cache)
     timings["glm"] = time.perf_counter() - t1
 
