@@ -194,10 +194,11 @@ def test_stream_holds_a_bounded_number_of_runs(stream_case, monkeypatch):
     settings, inputs, latents, mask, _ = stream_case
     many = dataclasses.replace(inputs, runs=inputs.runs * 4, trials=inputs.trials * 4)
     real = streaming.load_masked_run_cached
-    alive, peak = set(), [0]
+    alive, peak, buffers = set(), [0], set()
 
-    def tracked(bold, m, cache):
-        Y = real(bold, m, cache)
+    def tracked(bold, m, cache, out=None):
+        buffers.add(id(out))
+        Y = real(bold, m, cache, out=out)
         key = id(Y)
         alive.add(key)
         weakref.finalize(Y, alive.discard, key)
@@ -212,3 +213,4 @@ def test_stream_holds_a_bounded_number_of_runs(stream_case, monkeypatch):
     streaming.fit_joint_glm(many, latents, mask, s, torch.device("cpu"), None)
     assert len(many.runs) == 16
     assert peak[0] <= 3 + 2 + 1  # read-ahead (nprocs + 1), a batch of <= 2 runs, the one in hand
+    assert len(buffers) <= 3 + 2 + 1  # the same float32 buffers are recycled

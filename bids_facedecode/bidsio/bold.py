@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,23 @@ except ImportError:  # pragma: no cover - depends on the environment
     _igzip = None
 
 GZIP_BACKEND = "isal" if _igzip is not None else "zlib"
+
+# per reader thread: the decompressed file and the masked raw values of the last run read.
+# Fresh 100-MB allocations for every run cost more in page faults than the copy itself.
+_TLS = threading.local()
+
+
+def _thread_buffer(name: str, nbytes: int) -> memoryview:
+    buf = getattr(_TLS, name, None)
+    if buf is None or len(buf) < nbytes:
+        buf = bytearray(int(nbytes * 1.05) + 4096)
+        setattr(_TLS, name, buf)
+    return memoryview(buf)[:nbytes]
+
+
+def release_thread_buffers() -> None:
+    """Drop this thread's read buffers (arrays still viewing them keep them alive)."""
+    _TLS.__dict__.clear()
 
 
 def load_img(path: Path):
@@ -74,11 +92,20 @@ def _scaling(proxy) -> tuple[float, float]:
     return slope, inter
 
 
-def gunzip(data: bytes) -> bytes:
-    """Decompress a (possibly multi-member) gzip stream in one call (ISA-L when installed)."""
-    if _igzip is not None:
-        return _igzip.decompress(data)
-    return gzip.decompress(data)
+def gunzip_into(path: Path, buf: memoryview) -> int:
+    """Decompress a gzip file into ``buf`` (streamed, no intermediate copy); bytes written.
+
+    Stops when ``buf`` is full (the NIfTI data end there; trailing extensions are ignored).
+    """
+    opener = _igzip.open if _igzip is not None else gzip.open
+    n = 0
+    with opener(path, "rb") as f:
+        while n < len(buf):
+            k = f.readinto(buf[n:])
+            if not k:
+                break
+            n += k
+    return n
 
 
 @dataclass
@@ -88,6 +115,8 @@ class RawRun:
     Attributes
     ----------
     data : ndarray of shape (T, X*Y*Z), the file's dtype (often int16), read-only view
+        For gzip files, a view of the reading thread's buffer: valid until that thread
+        reads its next run.
     shape : tuple (X, Y, Z)
     slope, inter : float
         ``value = data * slope + inter``.
@@ -105,9 +134,19 @@ class RawRun:
         m = self.data.mean(axis=0, dtype=np.float64) * self.slope + self.inter
         return m.astype(np.float32).reshape(self.shape, order="F")
 
-    def masked(self, mask: np.ndarray) -> np.ndarray:
-        """Masked raw values ``(T, V)`` in the stored dtype, voxels in ``img[mask]`` order."""
-        return np.take(self.data, mask_flat_index(mask), axis=1)
+    def masked(self, mask: np.ndarray, reuse: bool = False) -> np.ndarray:
+        """Masked raw values ``(T, V)`` in the stored dtype, voxels in ``img[mask]`` order.
+
+        With ``reuse``, the result is written into the thread's buffer (valid until the
+        thread's next call) instead of a fresh array.
+        """
+        idx = mask_flat_index(mask)
+        if not reuse:
+            return np.take(self.data, idx, axis=1)
+        T = self.data.shape[0]
+        out = np.frombuffer(_thread_buffer("masked", T * idx.size * self.data.itemsize),
+                            dtype=self.data.dtype).reshape(T, idx.size)
+        return np.take(self.data, idx, axis=1, out=out)
 
 
 def mask_flat_index(mask: np.ndarray) -> np.ndarray:
@@ -147,11 +186,11 @@ def read_raw_run(bold: Path) -> RawRun:
             dtype = np.dtype(proxy.dtype)
             count = nvox * T
             if str(bold).endswith(".gz"):
-                with open(bold, "rb") as f:
-                    buf = gunzip(f.read())
                 need = int(proxy.offset) + count * dtype.itemsize
-                if len(buf) < need:
-                    raise DataError(f"{bold}: file is truncated ({len(buf)} of {need} bytes)")
+                buf = _thread_buffer("file", need)
+                got = gunzip_into(bold, buf)
+                if got < need:
+                    raise DataError(f"{bold}: file is truncated ({got} of {need} bytes)")
                 flat = np.frombuffer(buf, dtype=dtype, count=count, offset=int(proxy.offset))
             else:
                 flat = np.fromfile(bold, dtype=dtype, count=count, offset=int(proxy.offset))
@@ -170,9 +209,26 @@ def read_raw_run(bold: Path) -> RawRun:
     return RawRun(data, xyz, slope, inter, img.affine)
 
 
-def to_float32(raw: np.ndarray, slope: float, inter: float, source: Path) -> np.ndarray:
-    """Scale masked raw values to float32 ``(T, V)``; raise ``DataError`` on NaN/inf."""
-    Y = raw.astype(np.float32, order="C")  # always a fresh, writable array
+def to_float32(raw: np.ndarray, slope: float, inter: float, source: Path,
+               out: np.ndarray | None = None) -> np.ndarray:
+    """Scale masked raw values to float32 ``(T, V)``; raise ``DataError`` on NaN/inf.
+
+    Parameters
+    ----------
+    raw : ndarray (T, V), any numeric dtype
+    slope, inter : float
+    source : Path
+        Named in errors.
+    out : ndarray of float32, shape (T_max >= T, V), optional
+        Written in its first ``T`` rows (and that view returned); a fresh array otherwise.
+    """
+    if out is None:
+        Y = raw.astype(np.float32, order="C")  # always a fresh, writable array
+    else:
+        if out.dtype != np.float32 or out.shape[0] < raw.shape[0] or out.shape[1:] != raw.shape[1:]:
+            raise DataError(f"{source}: output buffer {out.shape} cannot hold {raw.shape}")
+        Y = out[: raw.shape[0]]
+        np.copyto(Y, raw, casting="unsafe")
     if slope != 1.0:
         Y *= np.float32(slope)
     if inter != 0.0:
@@ -225,10 +281,12 @@ def compute_brain_mask(bold: Path, cache_dir: Path | None = None) -> nib.Nifti1I
         tmp = target.with_name(f".tmp{os.getpid()}-{target.name}")
         mask_img.to_filename(str(tmp))
         os.replace(tmp, target)
+    del run
+    release_thread_buffers()
     return mask_img
 
 
-def load_masked_run(bold: Path, mask: np.ndarray) -> np.ndarray:
+def load_masked_run(bold: Path, mask: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """One run's masked time series.
 
     Parameters
@@ -237,19 +295,23 @@ def load_masked_run(bold: Path, mask: np.ndarray) -> np.ndarray:
         4D NIfTI.
     mask : ndarray of bool, shape (X, Y, Z)
 
+    out : ndarray of float32, shape (T_max, V), optional
+        Buffer written in place (see :func:`to_float32`).
+
     Returns
     -------
     Y : ndarray of shape (T, V), float32
     """
     raw, slope, inter = _read_masked_raw(bold, mask)
-    return to_float32(raw, slope, inter, bold)
+    return to_float32(raw, slope, inter, bold, out)
 
 
 def _read_masked_raw(bold: Path, mask: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Masked raw values in the thread's buffer (valid until the thread's next read)."""
     run = read_raw_run(bold)
     if run.shape != mask.shape:
         raise DataError(f"{bold}: grid {run.shape} does not match the brain mask {mask.shape}")
-    return run.masked(mask), run.slope, run.inter
+    return run.masked(mask, reuse=True), run.slope, run.inter
 
 
 def file_key(bold: Path) -> str:
@@ -292,7 +354,7 @@ def _cache_load(cache_dir: Path, bold: Path, mask: np.ndarray):
         return None
     try:
         scale = json.loads(meta.read_text())
-        raw = np.load(target)
+        raw = np.load(target, mmap_mode="r")  # page-cache backed, no copy
         if raw.ndim != 2 or raw.shape[1] != int(mask.sum()):
             raise ValueError(f"shape {raw.shape}")
         return raw, float(scale["slope"]), float(scale["inter"])
@@ -301,7 +363,8 @@ def _cache_load(cache_dir: Path, bold: Path, mask: np.ndarray):
         return None
 
 
-def load_masked_run_cached(bold: Path, mask: np.ndarray, cache_dir: Path | None) -> np.ndarray:
+def load_masked_run_cached(bold: Path, mask: np.ndarray, cache_dir: Path | None,
+                           out: np.ndarray | None = None) -> np.ndarray:
     """:func:`load_masked_run` through the on-disk cache (read once, then never decompressed).
 
     Parameters
@@ -310,17 +373,19 @@ def load_masked_run_cached(bold: Path, mask: np.ndarray, cache_dir: Path | None)
     mask : ndarray of bool, shape (X, Y, Z)
     cache_dir : Path or None
         No caching when None.
+    out : ndarray of float32, shape (T_max, V), optional
+        Buffer written in place (see :func:`to_float32`).
 
     Returns
     -------
     Y : ndarray of shape (T, V), float32, identical with and without a cache hit.
     """
     if cache_dir is None:
-        return load_masked_run(bold, mask)
+        return load_masked_run(bold, mask, out)
     hit = _cache_load(cache_dir, bold, mask)
     if hit is None:
         raw, slope, inter = _read_masked_raw(bold, mask)
         _cache_store(cache_dir, bold, mask, raw, slope, inter)
     else:
         raw, slope, inter = hit
-    return to_float32(raw, slope, inter, bold)
+    return to_float32(raw, slope, inter, bold, out)

@@ -5,13 +5,15 @@ Reader threads decompress and mask runs ahead of the arithmetic (``--nprocs`` of
 arithmetic overlap). Runs are accumulated in batches of about 2,000 volumes with one tall
 ``X̃ᵀỸ`` product per voxel chunk (:func:`bids_facedecode.glm.accumulate_runs`); the batch
 height and the voxel chunk come from ``--mem`` (:func:`bids_facedecode.glm.plan_stream`).
-Memory is bounded by the batch, the read-ahead and the ``P × V`` accumulators, whatever the
-number of runs; the results do not depend on ``--nprocs``, ``--mem`` or the cache.
+Runs are read into a fixed set of recycled float32 buffers (fresh 100-MB arrays per run cost
+more in page faults than the reading). Memory is bounded by the batch, the read-ahead and the
+``P × V`` accumulators, whatever the number of runs; the results do not depend on ``--nprocs``, ``--mem`` or the cache.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -80,8 +82,27 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
     LOG.info("sub-%s: GLM of %d regressors x %d voxels, %s precision, batches of <= %d volumes, "
              "voxel chunks of %d", inputs.subject, ne.n_regressors, n_vox, precision, rows, chunk)
 
-    def load(run: RunInfo) -> np.ndarray:
-        return load_masked_run_cached(run.bold, mask, cache_dir)
+    # float32 run buffers, recycled: runs read ahead + one batch + the run in hand
+    free: queue.SimpleQueue = queue.SimpleQueue()
+    shortest = min(r.n_scans for r in runs)
+    for _ in range(min(len(runs), ahead + rows // shortest + 1)):
+        free.put(None)  # allocated on first use
+
+    def load(run: RunInfo) -> tuple[np.ndarray, np.ndarray]:
+        buf = free.get()
+        if buf is None:
+            buf = np.empty((longest, n_vox), np.float32)
+        try:
+            return load_masked_run_cached(run.bold, mask, cache_dir, out=buf), buf
+        except BaseException:
+            free.put(buf)
+            raise
+
+    def flush() -> None:
+        glm.accumulate_runs(ne, [p[:3] for p in pending], voxel_chunk=chunk)
+        for p in pending:
+            free.put(p[3])
+        pending.clear()
 
     pending: list[tuple] = []
     pending_rows = 0
@@ -91,22 +112,22 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
         for k, run in enumerate(runs):
             design = first if k == 0 else _design(inputs, latents, settings, k)
             tw = time.perf_counter()
-            Y = futures.popleft().result()
+            Y, buf = futures.popleft().result()
             wait += time.perf_counter() - tw
             if k + ahead < len(runs):
                 futures.append(pool.submit(load, runs[k + ahead]))
             if Y.shape[0] != run.n_scans:
                 raise DataError(f"{run.bold}: {Y.shape[0]} volumes, header says {run.n_scans}")
             if pending and pending_rows + Y.shape[0] > rows:
-                glm.accumulate_runs(ne, pending, voxel_chunk=chunk)
-                pending, pending_rows = [], 0
-            pending.append((design.shared, Y, design.nuisance))
+                flush()
+                pending_rows = 0
+            pending.append((design.shared, Y, design.nuisance, buf))
             pending_rows += Y.shape[0]
-            del Y
+            del Y, buf
             LOG.debug("sub-%s: run %d/%d (%s) read, %.1f s", inputs.subject, k + 1, len(runs),
                       run.label, time.perf_counter() - t0)
-        glm.accumulate_runs(ne, pending, voxel_chunk=chunk)
-        pending.clear()
+        flush()
+        ne.workspace.clear()
     LOG.info("sub-%s: %d runs accumulated in %.1f s (%.1f s waiting for data)", inputs.subject,
              len(runs), time.perf_counter() - t0, wait)
     return ne
