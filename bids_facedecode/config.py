@@ -64,6 +64,7 @@ class Settings:
     decoder_from: tuple[Path, ...] = ()
     n_permutations: int = 1000
     reports_only: bool = False
+    glm_precision: str = "mixed"  # float32 products into float64 sums, or "double" throughout
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (paths as strings)."""

@@ -72,11 +72,11 @@ def analyse_participant(settings: Settings, layout, subject: str, spaces: list[L
     timings["inputs_and_latents"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
+    cache = settings.work_dir / "cache" / f"sub-{subject}" if settings.work_dir else None
     mask_img = reuse_mask(settings, inputs.runs[0])  # --decoder-from: the decoder's mask
     if mask_img is None:
-        mask_img = participant_mask(inputs.runs)
+        mask_img = participant_mask(inputs.runs, cache)  # a raw run 1 is cached while masked
     mask = np.asarray(mask_img.dataobj).astype(bool)
-    cache = settings.work_dir / "cache" / f"sub-{subject}" if settings.work_dir else None
     analyses = plan_analyses(settings, inputs, mask_img)
     ne = fit_joint_glm(inputs, latents, mask, settings, device, cache, run_hooks=analyses.hooks())
     timings["glm"] = time.perf_counter() - t1

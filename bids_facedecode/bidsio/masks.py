@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -39,11 +40,12 @@ def intersect_masks(runs: Sequence[RunInfo]) -> nib.Nifti1Image:
     return out
 
 
-def participant_mask(runs: Sequence[RunInfo]) -> nib.Nifti1Image:
-    """Intersection of the runs' brain masks when they have them, else an EPI mask of the first run."""
+def participant_mask(runs: Sequence[RunInfo], cache_dir: Path | None = None) -> nib.Nifti1Image:
+    """Intersection of the runs' brain masks when they have them, else an EPI mask of the first run
+    (computed while run 1's masked data go into ``cache_dir``, so it is read once)."""
     if all(r.mask is not None for r in runs):
         return intersect_masks(runs)
-    img = compute_brain_mask(runs[0].bold)
+    img = compute_brain_mask(runs[0].bold, cache_dir)
     if not np.asarray(img.dataobj).any():
         raise DataError(f"{runs[0].bold}: the brain mask is empty")
     return img

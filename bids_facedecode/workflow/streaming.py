@@ -1,9 +1,21 @@
-"""One streamed pass over a participant's runs: read (in parallel, cached), design, accumulate."""
+"""One streamed pass over a participant's runs: read (in parallel, cached), design, accumulate.
+
+Reader threads decompress and mask runs ahead of the arithmetic (``--nprocs`` of them, at most
+``nprocs + 1`` runs in flight; decompression and the products release the GIL, so reading and
+arithmetic overlap). Runs are accumulated in batches of about 2,000 volumes with one tall
+``X̃ᵀỸ`` product per voxel chunk (:func:`bids_facedecode.glm.accumulate_runs`); the batch
+height and the voxel chunk come from ``--mem`` (:func:`bids_facedecode.glm.plan_stream`).
+Runs are read into a fixed set of recycled float32 buffers (fresh 100-MB arrays per run cost
+more in page faults than the reading). Memory is bounded by the batch, the read-ahead and the
+``P × V`` accumulators, whatever the number of runs; the results do not depend on ``--nprocs``, ``--mem`` or the cache.
+"""
 
 from __future__ import annotations
 
 import logging
+import queue
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,51 +35,108 @@ from .spaces import JointLatents
 LOG = logging.getLogger(__name__)
 
 
+def _design(inputs: ParticipantInputs, latents: JointLatents, settings: Settings, k: int):
+    run = inputs.runs[k]
+    frame_times = np.arange(run.n_scans) * run.t_r
+    return build_run_design(
+        inputs.trials[k], frame_times, latents.train, inputs.test_ids, inputs.imagery_ids,
+        inputs.nuisance_kinds, inputs.confounds[k] if inputs.confounds else None,
+        latent_dim=latents.total_dim, run_label=run.label.replace(" ", "_"),
+        high_pass=settings.high_pass,
+    )
+
+
 def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.ndarray,
                   settings: Settings, device: torch.device, cache_dir: Path | None,
-                  run_hooks: Sequence[Callable] = ()):
+                  precision: str | None = None,
+                  run_hooks: Sequence[Callable] = ()) -> glm.NormalEquations:
     """Stream the runs through the design and the normal equations (one pass over the data).
 
-    Runs are read (and cached) in parallel threads while the previous run is accumulated.
-    Each of ``run_hooks`` is called as ``hook(k, ne, design, Y)`` after run ``k`` has been
-    accumulated into ``ne`` (e.g. :class:`bids_facedecode.workflow.folds.FoldAccumulator`).
+    Parameters
+    ----------
+    inputs : ParticipantInputs
+    latents : JointLatents
+    mask : ndarray of bool, shape (X, Y, Z)
+    settings : Settings
+        ``nprocs`` (reader threads), ``mem_gb`` (batch and chunk sizes), ``glm_precision``.
+    device : torch.device
+    cache_dir : Path or None
+        Masked-run cache (see :mod:`bids_facedecode.bidsio.bold`).
+    precision : {"mixed", "double"}, optional
+        Overrides ``settings.glm_precision``.
+    run_hooks : sequence of callables
+        Each is called as ``hook(k, ne, design, Y)`` with run ``k``'s design and data as soon as
+        the run is read (``ne`` gives names, voxels and device; the run itself may still be
+        pending in a batch), e.g. :class:`bids_facedecode.workflow.folds.FoldAccumulator`.
+
+    Returns
+    -------
+    NormalEquations
+        On ``device``.
     """
     n_vox = int(mask.sum())
-    ne = None
-    chunk = None
+    precision = precision or settings.glm_precision
+    workers = max(1, settings.nprocs)
+    ahead = workers + 1
+    runs = inputs.runs
+    longest = max(r.n_scans for r in runs)
     t0 = time.perf_counter()
 
-    def load(run: RunInfo) -> np.ndarray:
-        return load_masked_run_cached(run.bold, mask, cache_dir)
+    first = _design(inputs, latents, settings, 0)
+    ne = glm.new_normal_equations(first.shared_names, n_vox, device, precision=precision)
+    rows, chunk = glm.plan_stream(int(settings.mem_gb * 2**30), len(first.shared_names), n_vox,
+                                  longest, precision, held_rows=ahead * longest)
+    LOG.info("sub-%s: GLM of %d regressors x %d voxels, %s precision, batches of <= %d volumes, "
+             "voxel chunks of %d", inputs.subject, ne.n_regressors, n_vox, precision, rows, chunk)
 
-    with ThreadPoolExecutor(max_workers=max(1, settings.nprocs)) as pool:
-        futures = [pool.submit(load, r) for r in inputs.runs[: max(1, settings.nprocs) + 1]]
-        for k, (run, trials) in enumerate(zip(inputs.runs, inputs.trials, strict=True)):
-            frame_times = np.arange(run.n_scans) * run.t_r
-            design = build_run_design(
-                trials, frame_times, latents.train, inputs.test_ids, inputs.imagery_ids,
-                inputs.nuisance_kinds, inputs.confounds[k] if inputs.confounds else None,
-                latent_dim=latents.total_dim, run_label=run.label.replace(" ", "_"),
-                high_pass=settings.high_pass,
-            )
-            if ne is None:
-                ne = glm.new_normal_equations(design.shared_names, n_vox, device)
-                longest = max(r.n_scans for r in inputs.runs)
-                chunk = glm.plan_voxel_chunk(int(settings.mem_gb * 2**30), len(design.shared_names),
-                                             n_vox, longest)
-            Y = futures[k].result()
-            futures[k] = None
-            nxt = k + max(1, settings.nprocs) + 1
-            if nxt < len(inputs.runs):
-                futures.append(pool.submit(load, inputs.runs[nxt]))
+    # float32 run buffers, recycled: runs read ahead + one batch + the run in hand
+    free: queue.SimpleQueue = queue.SimpleQueue()
+    shortest = min(r.n_scans for r in runs)
+    for _ in range(min(len(runs), ahead + rows // shortest + 1)):
+        free.put(None)  # allocated on first use
+
+    def load(run: RunInfo) -> tuple[np.ndarray, np.ndarray]:
+        buf = free.get()
+        if buf is None:
+            buf = np.empty((longest, n_vox), np.float32)
+        try:
+            return load_masked_run_cached(run.bold, mask, cache_dir, out=buf), buf
+        except BaseException:
+            free.put(buf)
+            raise
+
+    def flush() -> None:
+        glm.accumulate_runs(ne, [p[:3] for p in pending], voxel_chunk=chunk)
+        for p in pending:
+            free.put(p[3])
+        pending.clear()
+
+    pending: list[tuple] = []
+    pending_rows = 0
+    wait = 0.0
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = deque(pool.submit(load, r) for r in runs[:ahead])
+        for k, run in enumerate(runs):
+            design = first if k == 0 else _design(inputs, latents, settings, k)
+            tw = time.perf_counter()
+            Y, buf = futures.popleft().result()
+            wait += time.perf_counter() - tw
+            if k + ahead < len(runs):
+                futures.append(pool.submit(load, runs[k + ahead]))
             if Y.shape[0] != run.n_scans:
                 raise DataError(f"{run.bold}: {Y.shape[0]} volumes, header says {run.n_scans}")
-            glm.accumulate_run(ne, design.shared, Y, design.nuisance, voxel_chunk=chunk)
             for hook in run_hooks:
                 hook(k, ne, design, Y)
-            del Y
-            LOG.info("sub-%s: run %d/%d (%s) accumulated, %.1f s", inputs.subject, k + 1,
-                     len(inputs.runs), run.label, time.perf_counter() - t0)
+            if pending and pending_rows + Y.shape[0] > rows:
+                flush()
+                pending_rows = 0
+            pending.append((design.shared, Y, design.nuisance, buf))
+            pending_rows += Y.shape[0]
+            del Y, buf
+            LOG.debug("sub-%s: run %d/%d (%s) read, %.1f s", inputs.subject, k + 1, len(runs),
+                      run.label, time.perf_counter() - t0)
+        flush()
+        ne.workspace.clear()
+    LOG.info("sub-%s: %d runs accumulated in %.1f s (%.1f s waiting for data)", inputs.subject,
+             len(runs), time.perf_counter() - t0, wait)
     return ne
-
-

@@ -1,0 +1,153 @@
+"""Masked BOLD reading against nibabel/nilearn, both gzip back ends, the cache and the mask."""
+
+from __future__ import annotations
+
+import gzip
+
+import nibabel as nib
+import numpy as np
+import pytest
+from nilearn.masking import apply_mask, compute_epi_mask
+
+from bids_facedecode.bidsio import bold
+from bids_facedecode.errors import DataError
+
+SHAPE = (9, 8, 7)
+T = 13
+
+
+def _brain(rng) -> tuple[np.ndarray, np.ndarray]:
+    x, y, z = np.meshgrid(*[np.linspace(-1, 1, n) for n in SHAPE], indexing="ij")
+    brain = x**2 + y**2 + z**2 < 0.7
+    data = np.where(brain[..., None], 900.0, 30.0) + rng.normal(0, 20, SHAPE + (T,))
+    return brain, data
+
+
+def _write(path, data, dtype, slope=None, inter=0.0, endian="<"):
+    arr = data.astype(np.dtype(dtype).newbyteorder(endian))
+    img = nib.Nifti1Image(arr, np.diag([3.0, 3.0, 3.0, 1.0]))
+    img.header.set_data_dtype(arr.dtype)
+    if slope is not None:
+        img.header.set_slope_inter(slope, inter)
+    img.to_filename(str(path))
+    return path
+
+
+@pytest.fixture(params=["isal", "zlib"])
+def backend(request, monkeypatch):
+    if request.param == "zlib":
+        monkeypatch.setattr(bold, "_igzip", None)
+    elif bold._igzip is None:
+        pytest.skip("isal is not installed")
+    return request.param
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
+@pytest.mark.parametrize("kind", ["int16_scaled", "float32", "uint8_bigendian"])
+def test_masked_read_equals_nibabel(tmp_path, rng, backend, suffix, kind):
+    brain, data = _brain(rng)
+    if kind == "int16_scaled":
+        raw = np.rint((data - 5.0) / 0.037)
+        path = _write(tmp_path / f"b{suffix}", raw, np.int16, slope=0.037, inter=5.0)
+    elif kind == "float32":
+        path = _write(tmp_path / f"b{suffix}", data, np.float32)
+    else:
+        path = _write(tmp_path / f"b{suffix}", np.clip(data / 4, 0, 255), np.uint8, endian=">")
+    img = nib.load(str(path))
+    expected = img.get_fdata()[brain].T  # float64 reference, (T, V)
+    Y = bold.load_masked_run(path, brain)
+    assert Y.dtype == np.float32 and Y.shape == (T, int(brain.sum()))
+    assert Y.flags.c_contiguous and Y.flags.writeable
+    np.testing.assert_allclose(Y, expected, rtol=2e-7, atol=0)
+    # voxel order is nilearn's
+    mask_img = nib.Nifti1Image(brain.astype(np.int8), img.affine)
+    np.testing.assert_allclose(Y, apply_mask(img, mask_img), rtol=2e-7)
+
+
+def test_multimember_gzip_and_3d(tmp_path, rng, backend):
+    brain, data = _brain(rng)
+    plain = _write(tmp_path / "b.nii", data, np.float32)
+    payload = plain.read_bytes()
+    two = gzip.compress(payload[:1000]) + gzip.compress(payload[1000:])
+    (tmp_path / "m.nii.gz").write_bytes(two)
+    np.testing.assert_array_equal(bold.load_masked_run(tmp_path / "m.nii.gz", brain),
+                                  data.astype(np.float32)[brain].T)
+    vol = _write(tmp_path / "v.nii.gz", data[..., 0], np.float32)
+    np.testing.assert_array_equal(bold.load_masked_run(vol, brain),
+                                  data[..., :1].astype(np.float32)[brain].T)
+
+
+def test_bad_files_raise_data_error(tmp_path, rng):
+    brain, data = _brain(rng)
+    path = _write(tmp_path / "b.nii.gz", data, np.float32)
+    with pytest.raises(DataError, match="does not match the brain mask"):
+        bold.load_masked_run(path, brain[:-1])
+    cut = tmp_path / "cut.nii.gz"
+    cut.write_bytes(gzip.compress(gzip.decompress(path.read_bytes())[:-500]))
+    with pytest.raises(DataError, match="cut.nii.gz"):
+        bold.load_masked_run(cut, brain)
+    nan = data.copy()
+    nan[np.nonzero(brain)[0][0], np.nonzero(brain)[1][0], np.nonzero(brain)[2][0], 3] = np.nan
+    with pytest.raises(DataError, match="1 NaN/inf"):
+        bold.load_masked_run(_write(tmp_path / "nan.nii.gz", nan, np.float32), brain)
+
+
+def test_cache_hit_equals_miss_and_does_not_decompress(tmp_path, rng, monkeypatch):
+    brain, data = _brain(rng)
+    path = _write(tmp_path / "b.nii.gz", np.rint(data / 0.05), np.int16, slope=0.05)
+    cache = tmp_path / "cache"
+    miss = bold.load_masked_run_cached(path, brain, cache)
+    stored = list(cache.glob("*.npy"))
+    assert len(stored) == 1 and np.load(stored[0]).dtype == np.int16  # exact, half of float32
+
+    def no_read(*a, **k):
+        raise AssertionError("decompressed on a cache hit")
+
+    monkeypatch.setattr(bold, "read_raw_run", no_read)
+    hit = bold.load_masked_run_cached(path, brain, cache)
+    np.testing.assert_array_equal(hit, miss)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(hit, bold.load_masked_run(path, brain))
+    monkeypatch.setattr(bold, "read_raw_run", no_read)
+    hit[0, 0] = -1  # a fresh array each time: callers may write
+    np.testing.assert_array_equal(bold.load_masked_run_cached(path, brain, cache), miss)
+    # another mask is another entry
+    monkeypatch.undo()
+    other = brain.copy()
+    other[np.nonzero(brain)[0][0], np.nonzero(brain)[1][0], np.nonzero(brain)[2][0]] = False
+    assert bold.load_masked_run_cached(path, other, cache).shape[1] == brain.sum() - 1
+    assert len(list(cache.glob("*.npy"))) == 2
+
+
+def test_corrupt_cache_entry_is_replaced(tmp_path, rng):
+    brain, data = _brain(rng)
+    path = _write(tmp_path / "b.nii.gz", data, np.float32)
+    cache = tmp_path / "cache"
+    ref = bold.load_masked_run_cached(path, brain, cache)
+    (entry,) = cache.glob("*.npy")
+    entry.write_bytes(b"garbage")
+    np.testing.assert_array_equal(bold.load_masked_run_cached(path, brain, cache), ref)
+    np.testing.assert_array_equal(np.load(entry), ref)
+
+
+def test_brain_mask_reads_the_run_once(tmp_path, rng, monkeypatch):
+    brain, data = _brain(rng)
+    path = _write(tmp_path / "b.nii.gz", np.rint(data / 0.05), np.int16, slope=0.05)
+    # reference: nilearn's compute_epi_mask on the mean image
+    mean = nib.load(str(path)).get_fdata().mean(axis=3)
+    expected = compute_epi_mask(nib.Nifti1Image(mean, np.diag([3.0, 3.0, 3.0, 1.0]))).get_fdata()
+    assert bold.compute_brain_mask(path).get_fdata().astype(bool).sum() > 0
+    np.testing.assert_array_equal(bold.compute_brain_mask(path).get_fdata(), expected)
+
+    cache = tmp_path / "cache"
+    reads = []
+    real = bold.read_raw_run
+    monkeypatch.setattr(bold, "read_raw_run", lambda p: reads.append(p) or real(p))
+    mask_img = bold.compute_brain_mask(path, cache)
+    np.testing.assert_array_equal(mask_img.get_fdata(), expected)
+    mask = np.asarray(mask_img.dataobj).astype(bool)
+    Y = bold.load_masked_run_cached(path, mask, cache)  # served by the mask step's read
+    again = bold.compute_brain_mask(path, cache)        # cached mask: no read
+    assert reads == [path]
+    np.testing.assert_array_equal(again.get_fdata(), expected)
+    np.testing.assert_allclose(Y, nib.load(str(path)).get_fdata()[mask].T, rtol=2e-7)

@@ -1,0 +1,216 @@
+"""Streamed, batched, chunked GLM accumulation against one-shot references.
+
+* ``glm.accumulate_runs`` (stacked runs, both precisions, with and without an intercept in the
+  nuisance) against a float64 numpy least-squares fit of the concatenated runs;
+* ``workflow.streaming.fit_joint_glm`` on a simulated dataset: identical whatever ``--nprocs``,
+  ``--mem`` (batch height, voxel chunks) or the cache state, equal to the per-run one-shot
+  accumulation, and holding a bounded number of runs in memory;
+* ``glm.plan_stream`` respects its budget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import weakref
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from bids_facedecode import glm
+from bids_facedecode.errors import UsageError
+
+P, V = 10, 257
+NAMES = [f"r{i}" for i in range(P)]
+
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[
+            pytest.mark.cuda,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
+        ],
+    ),
+]
+
+
+def _runs(rng, intercept=True, n_runs=5):
+    """Scanner-like runs: large voxel means, drift, a weak signal and noise."""
+    B = rng.standard_normal((P, V)) * 0.2
+    out = []
+    for r in range(n_runs):
+        T = 60 + 7 * r
+        X = rng.standard_normal((T, P))
+        t = np.arange(T)
+        cols = [np.cos(np.pi * np.outer(t + 0.5, np.arange(1, 4)) / T)]
+        if intercept:
+            cols.append(np.ones((T, 1)))
+        N = np.hstack(cols)
+        Y = (900 + 300 * rng.random(V) + X @ B + N[:, :3] @ rng.standard_normal((3, V)) * 4
+             + 1.5 * rng.standard_normal((T, V)))
+        out.append((X, Y.astype(np.float32), N))
+    return out
+
+
+def _reference_betas(runs):
+    X = np.vstack([r[0] for r in runs])
+    N = scipy.linalg.block_diag(*[r[2] for r in runs])
+    Y = np.vstack([r[1] for r in runs]).astype(np.float64)
+    coef, rss, *_ = np.linalg.lstsq(np.hstack([X, N]), Y, rcond=None)
+    return coef[:P], rss
+
+
+def _rel(a, b):
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("intercept", [True, False])
+@pytest.mark.parametrize(("precision", "tol"), [("double", 1e-10), ("mixed", 2e-6)])
+def test_batched_equals_joint_lstsq(rng, device, intercept, precision, tol):
+    runs = _runs(rng, intercept)
+    ref, rss = _reference_betas(runs)
+    for batches, chunk in (([runs], None), ([runs[:2], runs[2:3], runs[3:]], 50)):
+        ne = glm.new_normal_equations(NAMES, V, device, precision=precision)
+        for b in batches:
+            glm.accumulate_runs(ne, b, voxel_chunk=chunk)
+        betas = glm.solve(ne).cpu().numpy()
+        assert _rel(betas, ref) < tol
+        sigma2 = glm.residual_variance(ne, glm.solve(ne)).cpu().numpy()
+        np.testing.assert_allclose(sigma2 * ne.dof, rss, rtol=100 * tol)
+
+
+def test_batched_equals_per_run(rng):
+    runs = _runs(rng)
+    one = glm.new_normal_equations(NAMES, V, precision="double")
+    for r in runs:
+        glm.accumulate_run(one, *r)
+    many = glm.new_normal_equations(NAMES, V, precision="double")
+    glm.accumulate_runs(many, runs, voxel_chunk=64)
+    for name in ("xtx", "xty", "yty", "x_ss"):
+        np.testing.assert_allclose(getattr(many, name), getattr(one, name), rtol=1e-11, atol=1e-9)
+    assert (many.n_obs, many.n_nuisance) == (one.n_obs, one.n_nuisance)
+
+
+def test_plan_stream_fits_the_budget():
+    P, V, T = 1100, 100_000, 204
+    rows, chunk = glm.plan_stream(4 * 2**30, P, V, T, "mixed", held_rows=3 * T)
+    assert rows >= 1024 and chunk == V  # the default --mem holds a real subject at full speed
+    assert glm.stream_memory(P, V, rows, chunk, "mixed", 3 * T) <= 4 * 2**30
+    # tight budget (few regressors, the data dominate): one run per batch, smaller chunks
+    P, T = 50, 500
+    budget = glm.stream_memory(P, V, T, 3000, "mixed", 3 * T)
+    rows, chunk = glm.plan_stream(budget, P, V, T, "mixed", held_rows=3 * T, target_rows=8 * T)
+    assert rows == T and 2900 < chunk <= 3000
+    assert glm.stream_memory(P, V, rows, chunk, "mixed", 3 * T) <= budget
+    assert glm.plan_stream(2 * budget, P, V, T, "mixed", held_rows=3 * T, target_rows=8 * T)[0] > T
+    P = 1100
+    with pytest.raises(UsageError, match="--mem"):
+        glm.plan_stream(2**30, P, V, T, "mixed")
+
+
+# ---------------------------------------------------------------- the streamed pass on a dataset
+
+@pytest.fixture(scope="module")
+def stream_case(app_dataset, small_pca, tmp_path_factory):
+    from conftest import app_args
+
+    from bids_facedecode.bidsio.bold import compute_brain_mask
+    from bids_facedecode.bidsio.layout import index_dataset
+    from bids_facedecode.cli import build_parser, settings_from_args
+    from bids_facedecode.workflow.inputs import collect_inputs
+    from bids_facedecode.workflow.spaces import compute_latents, open_spaces
+
+    out = tmp_path_factory.mktemp("stream") / "derivatives"
+    argv = app_args(app_dataset, out, small_pca, "participant")
+    settings = settings_from_args(build_parser().parse_args(argv), argv)
+    layout = index_dataset(settings.bids_dir)
+    inputs = collect_inputs(settings, layout, "01", {})
+    latents = compute_latents(open_spaces(settings, torch.device("cpu")), inputs)
+    mask = np.asarray(compute_brain_mask(inputs.runs[0].bold).dataobj).astype(bool)
+    return settings, inputs, latents, mask, out.parent
+
+
+def _fit(case, cache=None, precision="double", **changes):
+    from bids_facedecode.workflow.streaming import fit_joint_glm
+
+    settings, inputs, latents, mask, _ = case
+    settings = dataclasses.replace(settings, **changes)
+    return fit_joint_glm(inputs, latents, mask, settings, torch.device("cpu"), cache,
+                         precision=precision)
+
+
+def _same(a, b, rtol):
+    for name in ("xtx", "xty", "yty"):
+        x, y = getattr(a, name).numpy(), getattr(b, name).numpy()
+        assert np.linalg.norm(x - y) <= rtol * np.linalg.norm(y), name
+    assert (a.n_obs, a.n_nuisance, a.names) == (b.n_obs, b.n_nuisance, b.names)
+
+
+def _one_shot(case):
+    """Every run accumulated on its own, all voxels at once, float64 (the reference path)."""
+    from bids_facedecode.bidsio.bold import load_masked_run
+    from bids_facedecode.workflow.streaming import _design
+
+    settings, inputs, latents, mask, _ = case
+    ne = None
+    for k, run in enumerate(inputs.runs):
+        d = _design(inputs, latents, settings, k)
+        ne = ne or glm.new_normal_equations(d.shared_names, int(mask.sum()), precision="double")
+        glm.accumulate_run(ne, d.shared, load_masked_run(run.bold, mask), d.nuisance)
+    return ne
+
+
+def test_stream_is_independent_of_nprocs_mem_and_cache(stream_case, tmp_path):
+    ref = _one_shot(stream_case)
+    P, V = ref.n_regressors, ref.n_voxels
+    T = max(r.n_scans for r in stream_case[1].runs)
+    base = _fit(stream_case, nprocs=1)
+    _same(base, ref, 1e-12)
+    _same(_fit(stream_case, nprocs=2), base, 1e-12)
+    # a budget that allows one run per batch and ~V/5 voxels per chunk
+    small = glm.stream_memory(P, V, T, V // 5, "double", held_rows=3 * T) / 2**30
+    rows, chunk = glm.plan_stream(int(small * 2**30), P, V, T, "double", held_rows=3 * T)
+    assert rows == T and chunk < V
+    _same(_fit(stream_case, nprocs=2, mem_gb=small), base, 1e-12)
+    cache = tmp_path / "cache"
+    miss = _fit(stream_case, cache, nprocs=2)
+    assert len(list(cache.glob("*.npy"))) == len(stream_case[1].runs)
+    _same(miss, base, 0)
+    _same(_fit(stream_case, cache, nprocs=1, mem_gb=small), base, 1e-12)
+    # the default engine: float32 products summed in float64
+    mixed = _fit(stream_case, cache, precision="mixed", nprocs=2)
+    _same(mixed, base, 1e-6)
+    b_ref, b_mixed = glm.solve(ref).numpy(), glm.solve(mixed).numpy()
+    assert _rel(b_mixed, b_ref) < 1e-5
+
+
+def test_stream_holds_a_bounded_number_of_runs(stream_case, monkeypatch):
+    """Memory does not grow with the number of runs: at most read-ahead + one batch are alive."""
+    from bids_facedecode.workflow import streaming
+
+    settings, inputs, latents, mask, _ = stream_case
+    many = dataclasses.replace(inputs, runs=inputs.runs * 4, trials=inputs.trials * 4)
+    real = streaming.load_masked_run_cached
+    alive, peak, buffers = set(), [0], set()
+
+    def tracked(bold, m, cache, out=None):
+        buffers.add(id(out))
+        Y = real(bold, m, cache, out=out)
+        key = id(Y)
+        alive.add(key)
+        weakref.finalize(Y, alive.discard, key)
+        peak[0] = max(peak[0], len(alive))
+        return Y
+
+    monkeypatch.setattr(streaming, "load_masked_run_cached", tracked)
+    T = max(r.n_scans for r in inputs.runs)
+    P = len(streaming._design(inputs, latents, settings, 0).shared_names)
+    mem = glm.stream_memory(P, int(mask.sum()), 2 * T, 4096, "mixed", held_rows=3 * T) / 2**30
+    s = dataclasses.replace(settings, nprocs=2, mem_gb=mem)
+    streaming.fit_joint_glm(many, latents, mask, s, torch.device("cpu"), None)
+    assert len(many.runs) == 16
+    assert peak[0] <= 3 + 2 + 1  # read-ahead (nprocs + 1), a batch of <= 2 runs, the one in hand
+    assert len(buffers) <= 3 + 2 + 1  # the same float32 buffers are recycled
