@@ -9,7 +9,7 @@ NPROCS ?= $(shell nproc 2>/dev/null || echo 2)
 # the CPU build of torch (a local wheel on these machines; PyPI's default is the CUDA build)
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: venv demo demo-clean test lint boutiques models clean
+.PHONY: venv demo demo-clean test lint boutiques models bench bench-quick clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,13 @@ boutiques: $(BIN)/.installed
 # retrain the shipped latent models (GPU recommended: ~5 min on an H200, hours on 2 CPU cores)
 models: $(BIN)/.installed
 	PYTHON=$(BIN)/python scripts/train_models.sh work/models $(or $(DEVICE),auto)
+
+# speed and memory benchmarks (not tests): see benchmarks/README.md
+bench: $(BIN)/.installed
+	$(BIN)/python benchmarks/bench_glm.py --nprocs $(NPROCS)
+
+bench-quick: $(BIN)/.installed
+	$(BIN)/python benchmarks/bench_glm.py --quick --nprocs $(NPROCS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check bids_facedecode tests benchmarks
