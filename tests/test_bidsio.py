@@ -64,6 +64,8 @@ def test_gender_prefix():
     assert gender_from_name("sub01/run13/F0559.jpg") == "F"
     assert gender_from_name("m0001.png") == "M"
     assert gender_from_name("X0001.png") is None
+    assert gender_from_name("face1.png") is None and gender_from_name("Mask.png") is None
+    assert gender_from_name("M_0001.png") == "M"
 
 
 def test_bids_name_order():

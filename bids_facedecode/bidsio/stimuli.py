@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import DataError
 from ..images import content_hash
 
-GENDER_PREFIX = re.compile(r"^([MF])", re.IGNORECASE)
+GENDER_PREFIX = re.compile(r"^([MF])(?=[0-9_\-.])", re.IGNORECASE)
 
 
 @dataclass
