@@ -14,32 +14,14 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .argtypes import positive_float as _positive_float
+from .argtypes import positive_int as _positive_int
 from .config import DEFAULT_TASK, EventSpec, Settings
 from .errors import EXIT_CODES, EXIT_FAILURE, EXIT_USAGE, FaceDecodeError, UsageError
 
 LOG = logging.getLogger("bids_facedecode")
 LATENT_SPACES = ("vaegan", "pca")
 DEFAULT_SPACE = "MNI152NLin2009cAsym"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
 
 
 def _space_file(text: str) -> tuple[str, Path]:

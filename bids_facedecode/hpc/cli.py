@@ -13,38 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bids_facedecode import __version__
+from bids_facedecode.argtypes import nonneg_int as _nonneg_int
+from bids_facedecode.argtypes import positive_float as _positive_float
+from bids_facedecode.argtypes import positive_int as _positive_int
 from bids_facedecode.errors import CantCreateError, FaceDecodeError
 from bids_facedecode.hpc.slurm import make_slurm_script
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,40 +13,14 @@ import logging
 import sys
 from pathlib import Path
 
+from bids_facedecode.argtypes import nonneg_int as _nonneg_int
+from bids_facedecode.argtypes import positive_float as _positive_float
+from bids_facedecode.argtypes import positive_int as _positive_int
+
 from ..errors import EXIT_FAILURE, EXIT_SUCCESS, FaceDecodeError, UsageError
 from .datasets import FaceImages
 from .train import TrainOptions, train_pca, train_vaegan
 from .vaegan_nets import ARCHS, get_arch
-
-
-def _positive_int(value: str) -> int:
-    try:
-        v = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return v
-
-
-def _nonneg_int(value: str) -> int:
-    try:
-        v = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}")
-    return v
-
-
-def _positive_float(value: str) -> float:
-    try:
-        v = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
-    return v
 
 
 def _fraction(value: str) -> float:

@@ -11,6 +11,10 @@ import logging
 import sys
 from pathlib import Path
 
+from bids_facedecode.argtypes import nonneg_float as _nonneg_float
+from bids_facedecode.argtypes import nonneg_int as _nonneg_int
+from bids_facedecode.argtypes import positive_int as _positive_int
+
 from .. import __version__
 from ..errors import EXIT_FAILURE, EXIT_SUCCESS, EXIT_USAGE, FaceDecodeError
 
@@ -22,36 +26,6 @@ face corpus (for training latent models):
   writes OUT/M000001.png ... (gender prefix) and OUT/params.tsv; run
   'bids_facedecode-simulate faces --help' for its options.
 """
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
-def _nonneg_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
