@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -64,3 +65,26 @@ def app_run(tmp_path_factory, app_dataset, small_pca) -> Path:
     assert main(app_args(app_dataset, out, small_pca, "participant")) == 0
     assert main([str(app_dataset), str(out), "group"]) == 0
     return out
+
+
+# the device parametrisation of numerical tests: CUDA runs where a GPU is present
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
+        not __import__("torch").cuda.is_available(), reason="no CUDA device")]),
+]
+
+
+def truth_params(bids: Path) -> pd.DataFrame:
+    """The simulator's generative parameters, one row per unique stimulus (``sha1`` + params)."""
+    stim = pd.read_csv(bids / "sourcedata" / "simulation" / "stimuli.tsv", sep="\t", na_values="n/a")
+    stim = stim[stim.role != "placeholder"].drop_duplicates("sha1")
+    return stim.drop(columns=["stim_file", "subject", "role"])
+
+
+def write_truth_table(bids: Path, path: Path, n_params: int | None = 8) -> Path:
+    """A precomputed-latents TSV (keyed by content hash) of the first ``n_params`` true parameters."""
+    stim = truth_params(bids)
+    cols = [c for c in stim.columns if c != "sha1"][:n_params]
+    stim[["sha1", *cols]].to_csv(path, sep="\t", index=False)
+    return path

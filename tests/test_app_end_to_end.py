@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import APP, APP_D, app_args
+from conftest import APP, APP_D, app_args, truth_params
 
 from bids_facedecode.cli import main
 
@@ -89,11 +89,9 @@ def test_group_outputs(app_run):
 def test_noiseless_truth_latents_recovered(sim_noiseless, tmp_path):
     """With the simulator's generative parameters as precomputed latents and noiseless data,
     decoding recovers the true latents of the test faces (correlation > 0.99)."""
-    stim = pd.read_csv(sim_noiseless / "sourcedata" / "simulation" / "stimuli.tsv", sep="\t",
-                       na_values="n/a")
-    stim = stim[stim.role != "placeholder"].drop_duplicates("sha1")
+    stim = truth_params(sim_noiseless)
     stim["gender"] = stim["gender"] * 2 - 1  # the brain codes gender as +1 / -1
-    params = [c for c in stim.columns if c not in ("stim_file", "sha1", "subject", "role")]
+    params = [c for c in stim.columns if c != "sha1"]
     table = tmp_path / "truth.tsv"
     stim[["sha1", *params]].to_csv(table, sep="\t", index=False)
     out = tmp_path / "out"

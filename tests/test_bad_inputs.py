@@ -16,6 +16,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import write_truth_table
 
 from bids_facedecode import errors
 from bids_facedecode.bidsio.validation import find_validator
@@ -48,10 +49,7 @@ def _run(bids: Path, out: Path, capsys, *extra: str, validate: bool = False,
 def _truth_table(bids: Path) -> Path:
     path = bids.parent / "truth.tsv"
     if not path.exists():
-        stim = pd.read_csv(bids / "sourcedata" / "simulation" / "stimuli.tsv", sep="\t", na_values="n/a")
-        stim = stim[stim.role != "placeholder"].drop_duplicates("sha1")
-        cols = [c for c in stim.columns if c not in ("stim_file", "sha1", "subject", "role")][:8]
-        stim[["sha1", *cols]].to_csv(path, sep="\t", index=False)
+        write_truth_table(bids, path)
     return path
 
 

@@ -6,20 +6,10 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from conftest import DEVICES
 
 from bids_facedecode.decode import decode_latents, forward_map, inverse_map, select_voxels
 from bids_facedecode.errors import DataError, UsageError
-
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=[
-            pytest.mark.cuda,
-            pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
-        ],
-    ),
-]
 
 
 def test_select_voxels_hand_example():

@@ -11,6 +11,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import write_truth_table
 
 from bids_facedecode.cli import main
 
@@ -21,11 +22,7 @@ STEM = "sub-01_task-faces"
 def runs(sim_tiny, tmp_path_factory) -> dict[str, Path]:
     """Three participant runs: twice with seed 7 (separate work dirs: no shared cache), once with 8."""
     base = tmp_path_factory.mktemp("determinism")
-    stim = pd.read_csv(sim_tiny / "sourcedata" / "simulation" / "stimuli.tsv", sep="\t", na_values="n/a")
-    stim = stim[stim.role != "placeholder"].drop_duplicates("sha1")
-    cols = [c for c in stim.columns if c not in ("stim_file", "sha1", "subject", "role")][:8]
-    table = base / "truth.tsv"
-    stim[["sha1", *cols]].to_csv(table, sep="\t", index=False)
+    table = write_truth_table(sim_tiny, base / "truth.tsv")
     outs = {}
     for name, seed in (("a", 7), ("b", 7), ("c", 8)):
         out = base / name

@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import write_truth_table
 
 from bids_facedecode.bidsio.confounds import censor_regressors, load_run_confounds, parse_strategy
 from bids_facedecode.bidsio.layout import find_runs, index_dataset
@@ -20,14 +21,6 @@ from bids_facedecode.errors import UsageError
 from bids_facedecode.workflow.inputs import collect_inputs
 
 SPACE = "MNI152NLin2009cAsym"
-
-
-def _truth_table(bids, path):
-    stim = pd.read_csv(bids / "sourcedata" / "simulation" / "stimuli.tsv", sep="\t", na_values="n/a")
-    stim = stim[stim.role != "placeholder"].drop_duplicates("sha1")
-    cols = [c for c in stim.columns if c not in ("stim_file", "sha1", "subject", "role")][:8]
-    stim[["sha1", *cols]].to_csv(path, sep="\t", index=False)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +175,7 @@ def test_mask_is_intersection_across_runs(sim_tiny, layout, tmp_path):
 def two_runs(sim_tiny, tmp_path_factory):
     """The app run on raw BOLD and on the fMRIPrep derivatives (confounds none and default)."""
     base = tmp_path_factory.mktemp("fmriprep_app")
-    table = _truth_table(sim_tiny, base / "truth.tsv")
+    table = write_truth_table(sim_tiny, base / "truth.tsv")
     outs = {}
     for name, extra in (("raw", []),
                         ("prep_none", ["--derivatives", str(sim_tiny / "derivatives" / "fmriprep"),

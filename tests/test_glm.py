@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from conftest import DEVICES
 from nilearn.glm.contrasts import compute_contrast
 from nilearn.glm.first_level import run_glm
 
@@ -15,16 +16,6 @@ from bids_facedecode.errors import DataError, UsageError
 P, V, T, R = 12, 300, 90, 4
 NAMES = [f"z{i}" for i in range(1, 9)] + ["face", "test_a", "test_b", "oneback"]
 
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=[
-            pytest.mark.cuda,
-            pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
-        ],
-    ),
-]
 
 
 def _nuisance(T, k_drift, rng, n_conf=0):

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pandas as pd
 import pytest
-from conftest import app_args
+from conftest import app_args, write_truth_table
 
 from bids_facedecode.bidsio.derivatives import FAILPOINT_ENV, dataset_description
 from bids_facedecode.cli import main
@@ -32,12 +31,7 @@ METRICS = f"{SUB}/{SUB}_task-faces_desc-truth_metrics.json"
 
 @pytest.fixture(scope="module")
 def truth(sim_tiny, tmp_path_factory) -> Path:
-    stim = pd.read_csv(sim_tiny / "sourcedata" / "simulation" / "stimuli.tsv", sep="\t", na_values="n/a")
-    stim = stim[stim.role != "placeholder"].drop_duplicates("sha1")
-    cols = [c for c in stim.columns if c not in ("stim_file", "sha1", "subject", "role")][:8]
-    path = tmp_path_factory.mktemp("resume") / "truth.tsv"
-    stim[["sha1", *cols]].to_csv(path, sep="\t", index=False)
-    return path
+    return write_truth_table(sim_tiny, tmp_path_factory.mktemp("resume") / "truth.tsv")
 
 
 def _args(bids: Path, out: Path, truth: Path, n_voxels: int, *extra: str) -> list[str]:

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from conftest import DEVICES
 
 from bids_facedecode import glm
 from bids_facedecode.errors import UsageError
@@ -24,16 +25,6 @@ from bids_facedecode.errors import UsageError
 P, V = 10, 257
 NAMES = [f"r{i}" for i in range(P)]
 
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=[
-            pytest.mark.cuda,
-            pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
-        ],
-    ),
-]
 
 
 def _runs(rng, intercept=True, n_runs=5):

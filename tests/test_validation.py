@@ -7,8 +7,8 @@ import logging
 from pathlib import Path
 from types import SimpleNamespace
 
-import pandas as pd
 import pytest
+from conftest import write_truth_table
 
 from bids_facedecode.bidsio import validation
 from bids_facedecode.cli import main
@@ -22,11 +22,7 @@ needs_validator = pytest.mark.skipif(validation.find_validator() is None,
 def outputs(sim_tiny, tmp_path_factory) -> dict[str, Path]:
     """Our derivatives from raw BOLD and from the fMRIPrep derivatives."""
     base = tmp_path_factory.mktemp("validation")
-    stim = pd.read_csv(sim_tiny / "sourcedata" / "simulation" / "stimuli.tsv", sep="\t", na_values="n/a")
-    stim = stim[stim.role != "placeholder"].drop_duplicates("sha1")
-    cols = [c for c in stim.columns if c not in ("stim_file", "sha1", "subject", "role")][:8]
-    table = base / "truth.tsv"
-    stim[["sha1", *cols]].to_csv(table, sep="\t", index=False)
+    table = write_truth_table(sim_tiny, base / "truth.tsv")
     outs = {}
     for name, extra in (("raw", []), ("fmriprep", ["--derivatives", str(sim_tiny / "derivatives" / "fmriprep")])):
         out = base / name
