@@ -48,6 +48,12 @@ class RunDesign:
         Run-specific columns: cosine drifts, the intercept, confounds.
     nuisance_names : list of str, length K
     frame_times : ndarray of shape (T,)
+    train_events : ndarray of shape (T, n_train), float64
+        HRF response to each training trial of the run (amplitude 1), in row order.
+    train_weights : ndarray of shape (n_train, D + 1), float64
+        Each training trial's centred latent vector and a 1 (the ``face`` column), so that
+        ``shared[:, :D + 1] == train_events @ train_weights``: the factor
+        :func:`bids_facedecode.glm.accumulate_runs` uses to halve the arithmetic of ``XᵀY``.
     """
 
     shared: np.ndarray
@@ -55,6 +61,15 @@ class RunDesign:
     nuisance: np.ndarray
     nuisance_names: list[str]
     frame_times: np.ndarray
+    train_events: np.ndarray | None = None
+    train_weights: np.ndarray | None = None
+
+    @property
+    def factor(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(train_events, train_weights)``, or None when the run has no factor."""
+        if self.train_events is None or self.train_weights is None:
+            return None
+        return self.train_events, self.train_weights
 
     @property
     def n_latents(self) -> int:
@@ -346,6 +361,8 @@ def build_run_design(
 
     # training trials: face and the latent block
     train_rows = np.flatnonzero(kinds == TRAIN)
+    E_train = np.zeros((n_scans, 0))
+    weights = np.zeros((0, D + 1))
     if train_rows.size:
         missing = [s for s in stim[train_rows] if s not in latents_centered]
         if missing:
@@ -357,8 +374,8 @@ def build_run_design(
         if Z.shape[1] != D:
             raise DataError(f"latents: dimension {Z.shape[1]} differs from latent_dim {D}")
         E_train = E[:, [col_of_row[int(r)] for r in train_rows]]
-        shared[:, :D] = E_train @ Z
-        shared[:, D] = E_train.sum(axis=1)
+        weights = np.hstack([Z, np.ones((Z.shape[0], 1))])
+        shared[:, : D + 1] = E_train @ weights
 
     def _add(row_indices: np.ndarray, keys: Sequence[str], prefix: str, known: Sequence[str]):
         for r, key in zip(row_indices, keys, strict=True):
@@ -389,4 +406,6 @@ def build_run_design(
         nuisance=nuisance,
         nuisance_names=list(drift.columns) + conf_names,
         frame_times=ft,
+        train_events=E_train,
+        train_weights=weights,
     )

@@ -39,6 +39,8 @@ from .errors import DataError, UsageError
 PRECISIONS = ("double", "mixed")
 # a scaled Gram matrix whose smallest/largest eigenvalue ratio falls below this is singular
 RCOND = 1e-10
+# a design factor (E, W) must reproduce its block of X to this relative (Frobenius) error
+FACTOR_RTOL = 1e-9
 
 
 @dataclass
@@ -191,6 +193,7 @@ def accumulate_run(
     Y,
     nuisance,
     voxel_chunk: int | None = None,
+    factor: tuple | None = None,
 ) -> None:
     """Add one run to the normal equations, after projecting out its nuisance columns.
 
@@ -208,8 +211,10 @@ def accumulate_run(
     voxel_chunk : int, optional
         Process this many voxels at a time (temporaries of about ``16 * T * voxel_chunk``
         bytes; see :func:`plan_voxel_chunk`); all voxels at once when omitted.
+    factor : (E, W), optional
+        ``X_shared[:, :F] == E @ W`` (see :func:`accumulate_runs`), for a faster product.
     """
-    accumulate_runs(ne, [(X_shared, Y, nuisance)], voxel_chunk=voxel_chunk)
+    accumulate_runs(ne, [(X_shared, Y, nuisance, factor)], voxel_chunk=voxel_chunk)
 
 
 def _buffer(ne: NormalEquations, name: str, shape: tuple[int, int], dtype: torch.dtype):
@@ -231,9 +236,36 @@ class _PreparedRun:
     one_res: torch.Tensor     # (T,) float64, the constant residualised on the nuisance
     const_in_nuisance: bool   # the nuisance spans the constant (an intercept)
     x_ss: torch.Tensor        # (P,) float64, Σ x² before nuisance removal
+    events: torch.Tensor | None = None   # (T, n) float64: X[:, :F] = events @ weights
+    weights: torch.Tensor | None = None  # (n, F) float64
+    blocks: list[tuple[int, int, int, int]] = field(default_factory=list)  # see _event_blocks
 
 
-def _prepare_run(ne: NormalEquations, X_shared, Y, nuisance) -> _PreparedRun:
+# events per block of the product EᵀỸ (each block reads only the volumes its events touch)
+EVENT_BLOCK = 16
+
+
+def _event_blocks(events: torch.Tensor) -> list[tuple[int, int, int, int]]:
+    """Blocks ``(j0, j1, t0, t1)``: events ``j0:j1`` are zero outside volumes ``t0:t1``
+    (``t0 == t1`` when they are zero everywhere).
+
+    An event's HRF response lasts ~30 s, a few volumes of a run: computing ``EᵀỸ`` block by
+    block over consecutive events skips the zeros (several times less arithmetic than one
+    dense product for a real run).
+    """
+    nz = events != 0
+    blocks = []
+    for j0 in range(0, events.shape[1], EVENT_BLOCK):
+        j1 = min(events.shape[1], j0 + EVENT_BLOCK)
+        rows = torch.nonzero(nz[:, j0:j1].any(dim=1)).flatten()
+        if rows.numel():
+            blocks.append((j0, j1, int(rows[0]), int(rows[-1]) + 1))
+        else:
+            blocks.append((j0, j1, 0, 0))  # events outside the run: zero responses
+    return blocks
+
+
+def _prepare_run(ne: NormalEquations, X_shared, Y, nuisance, factor=None) -> _PreparedRun:
     dev = ne.device
     X = _as_tensor(X_shared, dev, GRAM_DTYPE)
     N = _as_tensor(nuisance, dev, GRAM_DTYPE)
@@ -250,17 +282,69 @@ def _prepare_run(ne: NormalEquations, X_shared, Y, nuisance) -> _PreparedRun:
         raise DataError(f"accumulate_run: nuisance has shape {tuple(N.shape)}, expected ({T}, K)")
     if not bool(torch.isfinite(X).all()) or not bool(torch.isfinite(N).all()):
         raise DataError("accumulate_run: design or nuisance contains NaN/inf")
+    events = weights = None
+    if factor is not None:
+        events = _as_tensor(factor[0], dev, GRAM_DTYPE)
+        weights = _as_tensor(factor[1], dev, GRAM_DTYPE)
+        n = events.shape[1] if events.ndim == 2 else -1
+        if (events.ndim != 2 or events.shape[0] != T or weights.ndim != 2
+                or weights.shape[0] != n or not 0 < weights.shape[1] <= ne.n_regressors):
+            raise DataError(
+                f"accumulate_run: design factor of shapes {tuple(events.shape)} and "
+                f"{tuple(weights.shape)} does not match a ({T}, {ne.n_regressors}) design"
+            )
+        F = weights.shape[1]
+        err = float(torch.linalg.matrix_norm(events @ weights - X[:, :F]))
+        if err > FACTOR_RTOL * max(float(torch.linalg.matrix_norm(X[:, :F])), 1e-300):
+            raise DataError("accumulate_run: the design factor does not reproduce the design "
+                            f"(relative error {err / float(torch.linalg.matrix_norm(X[:, :F])):.1e})")
     Q = nuisance_basis(N)
     Xt = X - Q @ (Q.T @ X)
     one = torch.ones(T, dtype=GRAM_DTYPE, device=dev)
     one_res = one - Q @ (Q.T @ one)
     const_in = float(torch.linalg.vector_norm(one_res)) <= 1e-8 * float(T) ** 0.5
     # the run's data travel once, as float32 (zero-copy for a CPU numpy array)
-    return _PreparedRun(Xt, Q, _as_tensor(Y, dev), one_res, const_in, (X * X).sum(dim=0))
+    blocks = _event_blocks(events) if events is not None else []
+    return _PreparedRun(Xt, Q, _as_tensor(Y, dev), one_res, const_in, (X * X).sum(dim=0),
+                        events, weights, blocks)
+
+
+def _use_factor(prepared: Sequence[_PreparedRun], n_regressors: int) -> int:
+    """Width ``F`` of the factored leading block when it saves arithmetic, else 0.
+
+    Dense: ``P·R`` multiply-adds per voxel. Factored: the event responses ``EᵀỸ`` (events ×
+    the volumes they touch, see :func:`_event_blocks`), ``F·N`` (weights × responses) and
+    ``(P−F)·R`` (the other columns).
+    """
+    if any(p.weights is None for p in prepared):
+        return 0
+    widths = {int(p.weights.shape[1]) for p in prepared}
+    if len(widths) != 1:
+        return 0
+    F = widths.pop()
+    R = sum(int(p.Xt.shape[0]) for p in prepared)
+    N = sum(int(p.events.shape[1]) for p in prepared)
+    responses = sum((j1 - j0) * (t1 - t0) for p in prepared for j0, j1, t0, t1 in p.blocks)
+    factored = responses + F * N + (n_regressors - F) * R
+    return F if factored < n_regressors * R else 0
+
+
+def _targets(ne, n_runs: int) -> list[NormalEquations]:
+    if isinstance(ne, NormalEquations):
+        return [ne] * n_runs
+    targets = list(ne)
+    if len(targets) != n_runs:
+        raise DataError(f"accumulate_runs: {len(targets)} accumulators for {n_runs} runs")
+    first = targets[0]
+    for t in targets[1:]:
+        if (t.names != first.names or t.n_voxels != first.n_voxels or t.device != first.device
+                or t.precision != first.precision):
+            raise DataError("accumulate_runs: the accumulators of a batch differ in design")
+    return targets
 
 
 def accumulate_runs(
-    ne: NormalEquations,
+    ne: NormalEquations | Sequence[NormalEquations],
     runs: Sequence[tuple],
     voxel_chunk: int | None = None,
 ) -> None:
@@ -272,6 +356,13 @@ def accumulate_runs(
     of a 200-volume run is bound by memory traffic, not arithmetic), so the accumulation runs
     at the speed of a bare matrix product.
 
+    **Factored designs.** A run may come with a factor ``(E, W)`` of its leading ``F`` columns,
+    ``X[:, :F] = E @ W`` (``E``: one column per event, the HRF response to it; ``W``: the
+    event's amplitude in each regressor, e.g. the latent vector of a training image). Since
+    ``X̃ᵀỸ = XᵀỸ`` (the projection is symmetric and idempotent), the block is computed as
+    ``Wᵀ(EᵀỸ)``: with ~0.4 training trials per volume and ``F ≈ P`` this is about half the
+    arithmetic of ``XᵀỸ``. The factor is checked against ``X`` and used when it saves work.
+
     With ``precision="mixed"`` the product is float32 (as fast as the hardware allows) and is
     added to the float64 accumulator. To keep float32 accurate, each run's voxel means are
     first subtracted (exact in float32: ``y`` and its mean are within a factor of two), so the
@@ -279,20 +370,44 @@ def accumulate_runs(
 
     Parameters
     ----------
-    ne : NormalEquations
-        Updated in place.
-    runs : sequence of (X_shared, Y, nuisance)
-        As in :func:`accumulate_run`: ``(T_r, P)``, ``(T_r, V)`` float32, ``(T_r, K_r)``.
+    ne : NormalEquations or sequence of NormalEquations
+        Updated in place. A sequence gives each run its own accumulator (one per run, e.g. the
+        two halves of a split-half analysis); runs that share an accumulator share a product.
+    runs : sequence of (X_shared, Y, nuisance) or (X_shared, Y, nuisance, factor)
+        As in :func:`accumulate_run`: ``(T_r, P)``, ``(T_r, V)`` float32, ``(T_r, K_r)``;
+        ``factor`` is None or ``(E, W)`` of shapes ``(T_r, n_r)`` and ``(n_r, F)``.
     voxel_chunk : int, optional
         Voxels per step (see :func:`plan_stream`); all voxels at once when omitted.
     """
     if not runs:
         return
-    prepared = [_prepare_run(ne, *r) for r in runs]
+    targets = _targets(ne, len(runs))
+    ne = targets[0]
+    # runs sharing an accumulator are stacked next to each other (first-appearance order)
+    slot = {}
+    for t in targets:
+        slot.setdefault(id(t), len(slot))
+    order = sorted(range(len(runs)), key=lambda i: slot[id(targets[i])])
+    prepared = [_prepare_run(ne, *runs[i]) for i in order]
+    targets = [targets[i] for i in order]
+    groups: list[tuple[NormalEquations, int, int, int, int]] = []  # (ne, r0, r1, n0, n1)
+    r = n = 0
+    for t, p in zip(targets, prepared, strict=True):
+        T = int(p.Xt.shape[0])
+        m = int(p.events.shape[1]) if p.events is not None else 0
+        if groups and groups[-1][0] is t:
+            groups[-1] = (t, groups[-1][1], r + T, groups[-1][3], n + m)
+        else:
+            groups.append((t, r, r + T, n, n + m))
+        r, n = r + T, n + m
+        t.xtx += p.Xt.T @ p.Xt
     cdt = GRAM_DTYPE if ne.precision == "double" else DATA_DTYPE
-    for p in prepared:
-        ne.xtx += p.Xt.T @ p.Xt
+    F = _use_factor(prepared, ne.n_regressors)
     Xb = torch.cat([p.Xt for p in prepared]).to(cdt)  # (R, P)
+    if F:
+        Xtail = Xb[:, F:]
+        Wb = torch.cat([p.weights for p in prepared]).to(cdt)  # (N, F)
+        Es = [p.events.to(cdt) for p in prepared]
     Qs = [p.Q.to(cdt) for p in prepared]
     R = Xb.shape[0]
     V = ne.n_voxels
@@ -319,21 +434,44 @@ def accumulate_runs(
                 # no intercept in the model: the mean is data, put its residual part back
                 blk.addr_(p.one_res.to(cdt), shifts[-1])
             r0 += T
-        if cdt == GRAM_DTYPE:
-            ne.xty[:, start:stop].addmm_(Xb.T, Ybc)
-        else:
-            out = _buffer(ne, "product", (ne.n_regressors, stop - start), cdt)
-            torch.mm(Xb.T, Ybc, out=out)
-            ne.xty[:, start:stop] += out
-        ssq = Ybc.square_().sum(dim=0).to(GRAM_DTYPE)  # Yb is free after the product
-        if not bool(torch.isfinite(ssq).all()):
-            bad = start + int(torch.nonzero(~torch.isfinite(ssq))[0])
-            raise DataError(f"accumulate_run: BOLD data contain NaN/inf (voxel {bad})")
-        ne.yty[start:stop] += ssq
-    for p in prepared:
-        ne.x_ss += p.x_ss
-    ne.n_obs += int(R)
-    ne.n_nuisance += sum(int(p.Q.shape[1]) for p in prepared)
+        if F:
+            # event responses EᵀỸ of every run, then Wᵀ(EᵀỸ) per accumulator
+            B = _buffer(ne, "events", (Wb.shape[0], stop - start), cdt)
+            r0 = n0 = 0
+            for p, E in zip(prepared, Es, strict=True):
+                T, m = E.shape
+                for j0, j1, t0, t1 in p.blocks:
+                    if t1 > t0:
+                        torch.mm(E[t0:t1, j0:j1].T, Ybc[r0 + t0 : r0 + t1],
+                                 out=B[n0 + j0 : n0 + j1])
+                    else:
+                        B[n0 + j0 : n0 + j1].zero_()
+                r0, n0 = r0 + T, n0 + m
+        for t, g0, g1, e0, e1 in groups:
+            if cdt == GRAM_DTYPE and not F:
+                t.xty[:, start:stop].addmm_(Xb[g0:g1].T, Ybc[g0:g1])
+            elif cdt == GRAM_DTYPE:
+                t.xty[:F, start:stop].addmm_(Wb[e0:e1].T, B[e0:e1])
+                t.xty[F:, start:stop].addmm_(Xtail[g0:g1].T, Ybc[g0:g1])
+            else:
+                out = _buffer(ne, "product", (ne.n_regressors, stop - start), cdt)
+                if F:
+                    torch.mm(Wb[e0:e1].T, B[e0:e1], out=out[:F])
+                    torch.mm(Xtail[g0:g1].T, Ybc[g0:g1], out=out[F:])
+                else:
+                    torch.mm(Xb[g0:g1].T, Ybc[g0:g1], out=out)
+                t.xty[:, start:stop] += out
+        Ybc.square_()  # Yb is free after the products
+        for t, g0, g1, _, _ in groups:
+            ssq = Ybc[g0:g1].sum(dim=0).to(GRAM_DTYPE)
+            if not bool(torch.isfinite(ssq).all()):
+                bad = start + int(torch.nonzero(~torch.isfinite(ssq))[0])
+                raise DataError(f"accumulate_run: BOLD data contain NaN/inf (voxel {bad})")
+            t.yty[start:stop] += ssq
+    for t, p in zip(targets, prepared, strict=True):
+        t.x_ss += p.x_ss
+        t.n_obs += int(p.Xt.shape[0])
+        t.n_nuisance += int(p.Q.shape[1])
 
 
 def column_indices(ne: NormalEquations, columns) -> list[int]:
@@ -390,7 +528,7 @@ def subset(ne: NormalEquations, columns) -> NormalEquations:
     )
 
 
-def _collinear_message(ne: NormalEquations, C: torch.Tensor) -> str:
+def _collinear_message(names: Sequence[str], C: torch.Tensor) -> str:
     evals, evecs = torch.linalg.eigh(C)
     small = evals <= RCOND * evals[-1]
     involved: list[str] = []
@@ -398,44 +536,67 @@ def _collinear_message(ne: NormalEquations, C: torch.Tensor) -> str:
         v = evecs[:, k].abs()
         idx = torch.nonzero(v > 0.1 * v.max()).flatten().tolist()
         for i in idx:
-            if ne.names[i] not in involved:
-                involved.append(ne.names[i])
+            if names[i] not in involved:
+                involved.append(names[i])
     shown = ", ".join(involved[:12]) + (" ..." if len(involved) > 12 else "")
     return f"design is singular: regressors {shown} are collinear after nuisance removal"
 
 
-def _factor(ne: NormalEquations) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cholesky factor of the unit-diagonal scaled Gram matrix, and the scales.
+def factor_gram(
+    xtx: torch.Tensor, x_ss: torch.Tensor, names: Sequence[str]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cholesky factor of a unit-diagonal scaled Gram matrix, and the scales.
 
-    Returns ``(L, s)`` with ``xtx = diag(s) L Lᵀ diag(s)``; raises DataError when singular.
+    Parameters
+    ----------
+    xtx : Tensor of shape (P, P), float64
+    x_ss : Tensor of shape (P,), float64
+        ``Σ x²`` of each regressor before nuisance removal.
+    names : sequence of str, length P
+        For the messages.
+
+    Returns
+    -------
+    (L, s) : Tensors of shapes (P, P) and (P,)
+        ``xtx = diag(s) L Lᵀ diag(s)``, ``L`` lower triangular.
+
+    Raises
+    ------
+    DataError
+        When the Gram matrix is singular; the message names the regressors involved.
     """
-    if ne.n_obs == 0:
-        raise DataError("GLM: no runs were accumulated")
-    d = torch.diagonal(ne.xtx)
-    absent = torch.nonzero(ne.x_ss <= torch.finfo(GRAM_DTYPE).tiny).flatten().tolist()
+    d = torch.diagonal(xtx)
+    absent = torch.nonzero(x_ss <= torch.finfo(GRAM_DTYPE).tiny).flatten().tolist()
     if absent:
-        shown = ", ".join(ne.names[i] for i in absent[:12])
+        shown = ", ".join(names[i] for i in absent[:12])
         raise DataError(
             f"design is singular: regressor(s) {shown} are zero in every run; "
             "drop them from the design"
         )
-    explained = torch.nonzero(d <= 1e-10 * ne.x_ss).flatten().tolist()
+    explained = torch.nonzero(d <= 1e-10 * x_ss).flatten().tolist()
     if explained:
-        shown = ", ".join(ne.names[i] for i in explained[:12])
+        shown = ", ".join(names[i] for i in explained[:12])
         raise DataError(
             f"design is singular: regressor(s) {shown} are explained by the nuisance "
             "regressors (drift, intercept, confounds) in every run"
         )
     s = torch.sqrt(d)
-    C = ne.xtx / (s[:, None] * s[None, :])
+    C = xtx / (s[:, None] * s[None, :])
     L, info = torch.linalg.cholesky_ex(C)
     if int(info) != 0:
-        raise DataError(_collinear_message(ne, C))
+        raise DataError(_collinear_message(names, C))
     # Cholesky can succeed on a numerically singular matrix: check the conditioning
     evals = torch.linalg.eigvalsh(C)
     if float(evals[0]) <= RCOND * float(evals[-1]):
-        raise DataError(_collinear_message(ne, C))
+        raise DataError(_collinear_message(names, C))
     return L, s
+
+
+def _factor(ne: NormalEquations) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`factor_gram` of ``ne`` (``xtx = diag(s) L Lᵀ diag(s)``)."""
+    if ne.n_obs == 0:
+        raise DataError("GLM: no runs were accumulated")
+    return factor_gram(ne.xtx, ne.x_ss, ne.names)
 
 
 def solve(ne: NormalEquations) -> torch.Tensor:
@@ -641,14 +802,16 @@ def stream_memory(
     voxel_chunk: int,
     precision: str = "mixed",
     held_rows: int = 0,
+    accumulators: int = 1,
 ) -> int:
     """Peak bytes of a streamed fit with :func:`accumulate_runs` (see :func:`plan_stream`).
 
-    Counts the float64 accumulators (``P·V + P² + 2V``), the float32 data of the runs waiting
-    in the batch (``batch_rows·V``) and of runs read ahead (``held_rows·V``), the stacked
-    design and the chunk buffer (``batch_rows·(P + chunk)`` of the product dtype), the
-    float32 product of a chunk (``P·chunk``, mixed precision) and the solve's three
-    ``P·V`` float64 arrays.
+    Counts the float64 accumulators (``P·V + P² + 2V`` each), the float32 data of the runs
+    waiting in the batch (``batch_rows·V``) and of runs read ahead (``held_rows·V``), the
+    stacked design, the chunk buffer and the event responses of a factored design
+    (``batch_rows·(P + 2·chunk)`` of the product dtype), the float32 product of a chunk
+    (``P·chunk``, mixed precision) and the solve's three ``P·V`` float64 arrays (next to
+    the other accumulators).
 
     Parameters
     ----------
@@ -660,6 +823,9 @@ def stream_memory(
     precision : {"double", "mixed"}
     held_rows : int
         Volumes of runs read ahead of the batch (prefetch).
+    accumulators : int
+        Normal equations filled in the same pass (the total or the parts of a partition,
+        plus the folds of run hooks).
 
     Returns
     -------
@@ -668,9 +834,10 @@ def stream_memory(
     P, V, R = int(n_regressors), int(n_voxels), int(batch_rows)
     c = min(int(voxel_chunk), V)
     b = 8 if precision == "double" else 4
-    accumulate = (8 * (P * V + P * P + 2 * V) + 4 * (R + int(held_rows)) * V
-                  + b * R * (P + c) + (4 * P * c if precision == "mixed" else 0))
-    return max(accumulate, 8 * 3 * P * V + 4 * int(held_rows) * V)
+    a = max(1, int(accumulators))
+    accumulate = (8 * a * (P * V + P * P + 2 * V) + 4 * (R + int(held_rows)) * V
+                  + b * R * (P + 2 * c) + (4 * P * c if precision == "mixed" else 0))
+    return max(accumulate, 8 * (a + 2) * P * V + 4 * int(held_rows) * V)
 
 
 def plan_stream(
@@ -681,6 +848,7 @@ def plan_stream(
     precision: str = "mixed",
     held_rows: int = 0,
     target_rows: int = 2048,
+    accumulators: int = 1,
 ) -> tuple[int, int]:
     """Batch height and voxel chunk of a streamed fit that fit in ``mem_bytes`` (``--mem``).
 
@@ -699,6 +867,8 @@ def plan_stream(
     held_rows : int
         Volumes read ahead (see :func:`stream_memory`).
     target_rows : int
+    accumulators : int
+        Normal equations filled in the same pass (see :func:`stream_memory`).
 
     Returns
     -------
@@ -718,10 +888,10 @@ def plan_stream(
     rows_options.append(T)
 
     def fits(rows: int, chunk: int) -> bool:
-        return stream_memory(P, V, rows, chunk, precision, held_rows) <= mem_bytes
+        return stream_memory(P, V, rows, chunk, precision, held_rows, accumulators) <= mem_bytes
 
     if not fits(T, 1):
-        need = stream_memory(P, V, T, min(V, 1024), precision, held_rows) / 2**30
+        need = stream_memory(P, V, T, min(V, 1024), precision, held_rows, accumulators) / 2**30
         raise UsageError(
             f"--mem: {mem_bytes / 2**30:.2f} GiB is too small for the GLM of {P} regressors "
             f"x {V} voxels (needs about {need:.2f} GiB); raise --mem or use fewer voxels"

@@ -151,3 +151,33 @@ def test_brain_mask_reads_the_run_once(tmp_path, rng, monkeypatch):
     assert reads == [path]
     np.testing.assert_array_equal(again.get_fdata(), expected)
     np.testing.assert_allclose(Y, nib.load(str(path)).get_fdata()[mask].T, rtol=2e-7)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
+@pytest.mark.parametrize("klass", [nib.Nifti1Image, nib.Nifti2Image])
+def test_read_header_equals_nibabel(tmp_path, suffix, klass):
+    from bids_facedecode.bidsio.bold import read_header
+
+    affine = np.array([[-3.0, 0, 0, 90], [0, 3.0, 0, -120], [0, 0, 3.5, -60], [0, 0, 0, 1]])
+    img = klass(np.zeros((5, 6, 4, 7), np.int16), affine)
+    img.header.set_zooms((3.0, 3.0, 3.5, 2.0))
+    img.header.set_xyzt_units("mm", "sec")
+    path = tmp_path / f"x_bold{suffix}"
+    nib.save(img, path)
+    ref = nib.load(path)
+    h = read_header(path)
+    assert type(h) is type(ref.header)
+    assert h.get_data_shape() == ref.shape
+    assert h.get_zooms() == ref.header.get_zooms()
+    assert h.get_xyzt_units() == ref.header.get_xyzt_units()
+    np.testing.assert_array_equal(h.get_best_affine(), ref.affine)
+
+
+def test_read_header_names_a_broken_file(tmp_path):
+    from bids_facedecode.bidsio.bold import read_header
+    from bids_facedecode.errors import DataError
+
+    path = tmp_path / "broken_bold.nii.gz"
+    path.write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match="broken_bold.nii.gz: cannot read NIfTI header"):
+        read_header(path)

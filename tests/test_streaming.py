@@ -20,7 +20,7 @@ import torch
 from conftest import DEVICES
 
 from bids_facedecode import glm
-from bids_facedecode.errors import UsageError
+from bids_facedecode.errors import DataError, UsageError
 
 P, V = 10, 257
 NAMES = [f"r{i}" for i in range(P)]
@@ -83,6 +83,70 @@ def test_batched_equals_per_run(rng):
     for name in ("xtx", "xty", "yty", "x_ss"):
         np.testing.assert_allclose(getattr(many, name), getattr(one, name), rtol=1e-11, atol=1e-9)
     assert (many.n_obs, many.n_nuisance) == (one.n_obs, one.n_nuisance)
+
+
+PF, FF = 40, 36  # factored tests: 40 regressors, the first 36 from ~10 events per run
+NAMES_F = [f"f{i}" for i in range(PF)]
+
+
+def _factored_runs(rng, n_runs=4, F=FF, P=PF):
+    """Runs whose first F columns are event responses times event weights (like the latents)."""
+    out = []
+    for r in range(n_runs):
+        T, n = 60 + 5 * r, 9 + r
+        E = np.zeros((T, n))
+        for j, t0 in enumerate(np.linspace(0, T - 8, n).astype(int)):
+            E[t0 : t0 + 8, j] = np.hanning(8)  # sparse, overlapping responses
+        if r == 0:
+            E[:, -3:] = 0.0  # events whose response falls outside the run
+        W = rng.standard_normal((n, F))
+        X = np.hstack([E @ W, rng.standard_normal((T, P - F))])
+        N = np.column_stack([np.ones(T), np.linspace(-1, 1, T)])
+        Y = 500 + X @ rng.standard_normal((P, V)) * 0.1 + rng.standard_normal((T, V))
+        out.append((X, Y.astype(np.float32), N, (E, W)))
+    return out
+
+
+@pytest.mark.parametrize("block", [3, 16])
+@pytest.mark.parametrize(("precision", "tol"), [("double", 1e-12), ("mixed", 1e-6)])
+def test_factored_design_equals_dense(rng, monkeypatch, precision, tol, block):
+    monkeypatch.setattr(glm, "EVENT_BLOCK", block)  # 3: several blocks a run, one all zeros
+    runs = _factored_runs(rng)
+    prepared = [glm._prepare_run(glm.new_normal_equations(NAMES_F, V), *r) for r in runs]
+    assert glm._use_factor(prepared, PF) == FF  # the factor saves arithmetic here: it is used
+    dense = glm.new_normal_equations(NAMES_F, V, precision=precision)
+    glm.accumulate_runs(dense, [r[:3] for r in runs], voxel_chunk=100)
+    fact = glm.new_normal_equations(NAMES_F, V, precision=precision)
+    glm.accumulate_runs(fact, runs, voxel_chunk=100)
+    for name in ("xtx", "xty", "yty", "x_ss"):
+        x, y = getattr(fact, name).numpy(), getattr(dense, name).numpy()
+        assert np.linalg.norm(x - y) <= tol * np.linalg.norm(y), name
+
+
+def test_wrong_factor_is_refused(rng):
+    X, Y, N, (E, W) = _factored_runs(rng, n_runs=1)[0]
+    ne = glm.new_normal_equations(NAMES_F, V)
+    with pytest.raises(DataError, match="factor does not reproduce"):
+        glm.accumulate_run(ne, X, Y, N, factor=(E, W * 1.001))
+    with pytest.raises(DataError, match="factor of shapes"):
+        glm.accumulate_run(ne, X, Y, N, factor=(E[:-1], W))
+    assert ne.n_obs == 0
+
+
+def test_runs_split_between_accumulators(rng):
+    """One batch feeding two accumulators = each accumulator fed its own runs."""
+    runs = _factored_runs(rng, n_runs=5)
+    labels = [0, 1, 1, 0, 1]
+    for precision in ("double", "mixed"):
+        parts = [glm.new_normal_equations(NAMES_F, V, precision=precision) for _ in range(2)]
+        glm.accumulate_runs([parts[g] for g in labels], runs, voxel_chunk=64)
+        for g in (0, 1):
+            ref = glm.new_normal_equations(NAMES_F, V, precision=precision)
+            glm.accumulate_runs(ref, [r for r, lab in zip(runs, labels, strict=True) if lab == g])
+            for name in ("xtx", "xty", "yty", "x_ss"):
+                x, y = getattr(parts[g], name).numpy(), getattr(ref, name).numpy()
+                assert np.linalg.norm(x - y) <= 1e-6 * np.linalg.norm(y), (precision, name)
+            assert (parts[g].n_obs, parts[g].n_nuisance) == (ref.n_obs, ref.n_nuisance)
 
 
 def test_plan_stream_fits_the_budget():
@@ -176,6 +240,23 @@ def test_stream_is_independent_of_nprocs_mem_and_cache(stream_case, tmp_path):
     _same(mixed, base, 1e-6)
     b_ref, b_mixed = glm.solve(ref).numpy(), glm.solve(mixed).numpy()
     assert _rel(b_mixed, b_ref) < 1e-5
+
+
+def test_partition_is_accumulated_in_the_same_pass(stream_case):
+    """Split halves from the one pass: parts equal fits of their runs, total unchanged."""
+    from bids_facedecode.workflow.folds import FoldAccumulator, half_of_runs
+    from bids_facedecode.workflow.streaming import fit_joint_glm
+
+    settings, inputs, latents, mask, _ = stream_case
+    base = _fit(stream_case, nprocs=2)
+    halves = FoldAccumulator(half_of_runs(inputs.runs), "split-half reliability")
+    total = fit_joint_glm(inputs, latents, mask, dataclasses.replace(settings, nprocs=2),
+                          torch.device("cpu"), None, precision="double", partition=halves)
+    _same(total, base, 1e-12)
+    odd = dataclasses.replace(inputs, runs=inputs.runs[::2], trials=inputs.trials[::2],
+                              confounds=inputs.confounds[::2] if inputs.confounds else None)
+    _same(halves.parts[0], _fit((settings, odd, latents, mask, None), nprocs=1), 1e-12)
+    assert sorted(halves.parts) == [0]  # the other half is the total minus this one
 
 
 def test_stream_holds_a_bounded_number_of_runs(stream_case, monkeypatch):

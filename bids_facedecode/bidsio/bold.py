@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import logging
 import os
@@ -63,6 +64,41 @@ def load_img(path: Path):
         return nib.load(str(path))
     except Exception as exc:
         raise DataError(f"{path}: cannot read NIfTI ({exc})") from exc
+
+
+def read_header(path: Path):
+    """The header of a NIfTI-1/2 file (``.nii`` or ``.nii.gz``), reading only its first bytes.
+
+    ``nibabel.load`` on a gzipped image costs ~30 ms (its gzip reader prepares random access);
+    a participant's 100 runs are indexed in ~10 ms this way. Other formats go through
+    ``nibabel.load``.
+
+    Parameters
+    ----------
+    path : Path
+
+    Returns
+    -------
+    nibabel.Nifti1Header or nibabel.Nifti2Header (or the header of whatever nibabel reads)
+
+    Raises
+    ------
+    DataError
+        Naming the file when it cannot be read.
+    """
+    name = str(path)
+    try:
+        if name.endswith((".nii", ".nii.gz")):
+            opener = gzip.open if name.endswith(".gz") else open
+            with opener(name, "rb") as f:
+                raw = f.read(540)
+            for klass, size in ((nib.Nifti1Header, 348), (nib.Nifti2Header, 540)):
+                if len(raw) >= size and size in (int.from_bytes(raw[:4], "little"),
+                                                 int.from_bytes(raw[:4], "big")):
+                    return klass.from_fileobj(io.BytesIO(raw[:size]), check=True)
+        return nib.load(name).header
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read NIfTI header ({exc})") from exc
 
 
 def read_volume_data(img, path: Path) -> np.ndarray:

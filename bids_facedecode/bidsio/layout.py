@@ -13,10 +13,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
 from ..errors import DataError, NoFilesSelectedError, NoInputError, UsageError
+from .bold import read_header
 
 LOG = logging.getLogger(__name__)
 TR_TOLERANCE = 1e-3
@@ -275,16 +275,14 @@ def _events_name(bold_name: str) -> str:
 
 def _run_info(bold: Path, events: Path, meta: dict, ents: dict, mask: Path | None = None,
               confounds: Path | None = None, space: str | None = None) -> RunInfo:
-    try:
-        img = nib.load(str(bold))
-    except Exception as exc:
-        raise DataError(f"{bold}: cannot read NIfTI header ({exc})") from exc
-    if len(img.shape) != 4:
-        raise DataError(f"{bold}: expected a 4D image, got shape {img.shape}")
+    header = read_header(bold)
+    shape = header.get_data_shape()
+    if len(shape) != 4:
+        raise DataError(f"{bold}: expected a 4D image, got shape {shape}")
     t_r = meta.get("RepetitionTime")
-    zooms = img.header.get_zooms()
+    zooms = header.get_zooms()
     header_tr = float(zooms[3]) if len(zooms) > 3 else 0.0
-    units = img.header.get_xyzt_units()[1] if hasattr(img.header, "get_xyzt_units") else "sec"
+    units = header.get_xyzt_units()[1] if hasattr(header, "get_xyzt_units") else "sec"
     if units == "msec":
         header_tr /= 1000.0
     elif units == "usec":
@@ -301,9 +299,9 @@ def _run_info(bold: Path, events: Path, meta: dict, ents: dict, mask: Path | Non
     return RunInfo(
         subject=ents["subject"], session=ents.get("session"),
         run=str(ents["run"]) if ents.get("run") is not None else None,
-        bold=bold, events=events, t_r=t_r, n_scans=int(img.shape[3]),
-        shape=tuple(int(s) for s in img.shape[:3]),
-        affine=tuple(tuple(float(x) for x in row) for row in np.round(img.affine, 4)),
+        bold=bold, events=events, t_r=t_r, n_scans=int(shape[3]),
+        shape=tuple(int(s) for s in shape[:3]),
+        affine=tuple(tuple(float(x) for x in row) for row in np.round(header.get_best_affine(), 4)),
         mask=mask, confounds=confounds, space=space,
     )
 

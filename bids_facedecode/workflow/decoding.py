@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .. import decode, evaluate, glm, reliability
+from .. import decode, evaluate, glm, glmstats, reliability
 from ..bidsio.labels import stimulus_genders
 from ..config import Settings
 from ..errors import DataError, UsageError
@@ -52,7 +52,7 @@ class Analyses:
 
     def hooks(self) -> list:
         """Run hooks for :func:`bids_facedecode.workflow.streaming.fit_joint_glm`."""
-        return [h for h in (self.halves, self.cv) if h is not None]
+        return [self.cv] if self.cv is not None else []
 
 
 def load_saved_decoders(settings: Settings) -> dict[str, SavedDecoder]:
@@ -183,12 +183,21 @@ def evaluate_decoded(ctx: _Context, test_dec: np.ndarray, img_dec: np.ndarray,
     return m, per, recon
 
 
-def _half_test_betas(halves, columns: list[str], test_names: list[str]) -> list[np.ndarray]:
-    """Test-image betas (N, V) of each half; NaN rows for images absent from a half."""
+def _half_test_betas(halves, ne_all, columns: list[str],
+                     test_names: list[str]) -> list[np.ndarray]:
+    """Test-image betas (N, V) of each half; NaN rows for images absent from a half.
+
+    ``halves`` is the split-half :class:`FoldAccumulator` (its first half accumulated, the
+    second the total minus the first); betas come from rows of each half's inverse Gram
+    matrix, without solving for every regressor or copying the accumulators.
+    """
+    first = halves.parts.get(0)
+    if first is None or halves.n_folds != 2:
+        raise DataError("split-half reliability: the halves were not accumulated")
     out = []
-    for ne_h in halves:
-        betas, names = solve_present(glm.subset(ne_h, columns))
-        b = np.full((len(test_names), ne_h.n_voxels), np.nan)
+    for base, minus in ((first, ()), (ne_all, (first,))):
+        betas, names = glmstats.block_betas(base, columns, test_names, minus=minus)
+        b = np.full((len(test_names), ne_all.n_voxels), np.nan)
         for i, t in enumerate(test_names):
             if t in names:
                 b[i] = betas[names.index(t)].cpu().numpy()
@@ -221,23 +230,25 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
     zcols = latents.z_columns(space.name)
     other = [n for n in ne_all.names if not n.startswith("z")]
     columns = zcols + other
-    ne = glm.subset(ne_all, columns)
-    betas = glm.solve(ne)
-    f_map = glm.f_statistic(ne, betas, zcols).cpu().numpy()
-    face_t = glm.t_statistic(ne, betas, FACE).cpu().numpy()
-    noise_var_all = glm.residual_variance(ne, betas).cpu().numpy()
+    fit = glmstats.whiten(ne_all, columns, tested=zcols)  # one triangular solve
+    f_map = fit.f_statistic().cpu().numpy()
+    face_t = fit.t_statistic(FACE).cpu().numpy()
+    noise_var_all = fit.residual_variance().cpu().numpy()
     D = len(zcols)
-    names = ne.names
+    names = fit.names
     test_names = [f"test_{t}" for t in inputs.test_ids]
     test_rows = [names.index(n) for n in test_names]
     img_rows = [names.index(f"img_{t}") for t in inputs.imagery_ids]
-    B_all = betas.cpu().numpy()
     V = f_map.size
+
+    def betas_at(sel: np.ndarray) -> np.ndarray:
+        """All the model's betas at some voxels, shape (P, n_sel)."""
+        return fit.betas(sel).cpu().numpy()
 
     rel = nc = halves = None
     if analyses.halves is not None:
         try:
-            halves = b1, b2 = _half_test_betas(analyses.halves.folds(ne_all), columns, test_names)
+            halves = b1, b2 = _half_test_betas(analyses.halves, ne_all, columns, test_names)
             rel = reliability.spearman_brown(reliability.voxel_split_half(b1, b2))
             nc = reliability.noise_ceiling(b1, b2)
         except DataError as exc:
@@ -308,8 +319,11 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
                             inputs.subject, space.name, roi, n_sel, D + 1)
                 continue
             sel = decode.select_voxels(score, n_sel, roi_mask)
-            W, zm, decoders = B_all[: D + 1][:, sel], z_mean, list(settings.decoders)
-        B_test, B_img = B_all[test_rows][:, sel], B_all[img_rows][:, sel]
+            W, zm, decoders = None, z_mean, list(settings.decoders)
+        B_sel = betas_at(sel)
+        if W is None:
+            W = B_sel[: D + 1]
+        B_test, B_img = B_sel[test_rows], B_sel[img_rows]
         for dec in decoders:
             lam = 0.0
             try:
@@ -362,7 +376,7 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
     img_recon = space.model.decode(img_dec) if shown is not None and len(img_dec) else None
     return SpaceResult(
         space.name, f_map, face_t, sel, W, np.asarray(zm), test_true, test_dec, img_dec, axis, midpoint,
-        shown, recon, img_recon, metrics, per_image, ne.dof, decoder=dec0, ridge=lam0,
+        shown, recon, img_recon, metrics, per_image, fit.dof, decoder=dec0, ridge=lam0,
         noise_var=noise_var_all[sel], reliability=rel, noise_ceiling=nc,
         selection=settings.voxel_selection, analyses=pd.DataFrame(rows),
         ridge_cv=pd.DataFrame(cv_rows) if cv_rows else None,

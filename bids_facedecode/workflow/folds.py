@@ -119,7 +119,7 @@ class FoldAccumulator:
             self.parts[fold] = glm.new_normal_equations(ne_total.names, ne_total.n_voxels,
                                                         ne_total.device, ne_total.precision)
         glm.accumulate_run(self.parts[fold], design.shared, Y, design.nuisance,
-                           voxel_chunk=self.voxel_chunk)
+                           voxel_chunk=self.voxel_chunk, factor=getattr(design, "factor", None))
 
     def folds(self, total: glm.NormalEquations) -> list[glm.NormalEquations]:
         """The normal equations of every fold (the last one derived from ``total``)."""

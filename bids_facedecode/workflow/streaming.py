@@ -8,6 +8,12 @@ height and the voxel chunk come from ``--mem`` (:func:`bids_facedecode.glm.plan_
 Runs are read into a fixed set of recycled float32 buffers (fresh 100-MB arrays per run cost
 more in page faults than the reading). Memory is bounded by the batch, the read-ahead and the
 ``P × V`` accumulators, whatever the number of runs; the results do not depend on ``--nprocs``, ``--mem`` or the cache.
+
+The latent block of the design is passed to the GLM as its factor (HRF response per training
+trial × latent vectors; :attr:`bids_facedecode.design.RunDesign.factor`), which halves the
+arithmetic of ``XᵀY`` for a real subject. A *partition* of the runs (the split halves of the
+reliability analysis) is accumulated part by part in the same pass, at no extra arithmetic:
+the total is the sum of the parts.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from ..bidsio.layout import RunInfo
 from ..config import Settings
 from ..design import build_run_design
 from ..errors import DataError
+from .folds import FoldAccumulator
 from .inputs import ParticipantInputs
 from .spaces import JointLatents
 
@@ -49,7 +56,8 @@ def _design(inputs: ParticipantInputs, latents: JointLatents, settings: Settings
 def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.ndarray,
                   settings: Settings, device: torch.device, cache_dir: Path | None,
                   precision: str | None = None,
-                  run_hooks: Sequence[Callable] = ()) -> glm.NormalEquations:
+                  run_hooks: Sequence[Callable] = (),
+                  partition: FoldAccumulator | None = None) -> glm.NormalEquations:
     """Stream the runs through the design and the normal equations (one pass over the data).
 
     Parameters
@@ -83,9 +91,18 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
     t0 = time.perf_counter()
 
     first = _design(inputs, latents, settings, 0)
-    ne = glm.new_normal_equations(first.shared_names, n_vox, device, precision=precision)
+    labels = list(partition.fold_of_run) if partition is not None else [0] * len(runs)
+    if len(labels) != len(runs):
+        raise DataError(f"partition of {len(labels)} runs for {len(runs)} runs")
+    parts = [glm.new_normal_equations(first.shared_names, n_vox, device, precision=precision)
+             for _ in range(max(labels) + 1)]
+    for p in parts[1:]:
+        p.workspace = parts[0].workspace  # one set of batch buffers
+    extra = sum(h.n_folds - 1 for h in run_hooks if isinstance(h, FoldAccumulator))
     rows, chunk = glm.plan_stream(int(settings.mem_gb * 2**30), len(first.shared_names), n_vox,
-                                  longest, precision, held_rows=ahead * longest)
+                                  longest, precision, held_rows=ahead * longest,
+                                  accumulators=len(parts) + extra)
+    ne = parts[-1]
     LOG.info("sub-%s: GLM of %d regressors x %d voxels, %s precision, batches of <= %d volumes, "
              "voxel chunks of %d", inputs.subject, ne.n_regressors, n_vox, precision, rows, chunk)
 
@@ -106,23 +123,26 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
             raise
 
     def flush() -> None:
-        glm.accumulate_runs(ne, [p[:3] for p in pending], voxel_chunk=chunk)
+        glm.accumulate_runs([p[4] for p in pending], [p[:4] for p in pending], voxel_chunk=chunk)
         for p in pending:
-            free.put(p[3])
+            free.put(p[5])
         pending.clear()
 
     pending: list[tuple] = []
     pending_rows = 0
     wait = 0.0
+    # the runs of one part are streamed together, so a batch rarely feeds two accumulators
+    order = sorted(range(len(runs)), key=lambda k: labels[k])
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = deque(pool.submit(load, r) for r in runs[:ahead])
-        for k, run in enumerate(runs):
+        futures = deque(pool.submit(load, runs[k]) for k in order[:ahead])
+        for i, k in enumerate(order):
+            run = runs[k]
             design = first if k == 0 else _design(inputs, latents, settings, k)
             tw = time.perf_counter()
             Y, buf = futures.popleft().result()
             wait += time.perf_counter() - tw
-            if k + ahead < len(runs):
-                futures.append(pool.submit(load, runs[k + ahead]))
+            if i + ahead < len(runs):
+                futures.append(pool.submit(load, runs[order[i + ahead]]))
             if Y.shape[0] != run.n_scans:
                 raise DataError(f"{run.bold}: {Y.shape[0]} volumes, header says {run.n_scans}")
             for hook in run_hooks:
@@ -130,13 +150,18 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
             if pending and pending_rows + Y.shape[0] > rows:
                 flush()
                 pending_rows = 0
-            pending.append((design.shared, Y, design.nuisance, buf))
+            pending.append((design.shared, Y, design.nuisance, design.factor,
+                            parts[labels[k]], buf))
             pending_rows += Y.shape[0]
             del Y, buf
-            LOG.debug("sub-%s: run %d/%d (%s) read, %.1f s", inputs.subject, k + 1, len(runs),
+            LOG.debug("sub-%s: run %d/%d (%s) read, %.1f s", inputs.subject, i + 1, len(runs),
                       run.label, time.perf_counter() - t0)
         flush()
         ne.workspace.clear()
+    for p in parts[:-1]:
+        ne.add_(p)  # the last part becomes the total
+    if partition is not None:
+        partition.parts = dict(enumerate(parts[:-1]))
     LOG.info("sub-%s: %d runs accumulated in %.1f s (%.1f s waiting for data)", inputs.subject,
              len(runs), time.perf_counter() - t0, wait)
     return ne
