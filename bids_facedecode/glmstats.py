@@ -20,7 +20,7 @@ latent space of a joint fit) is read straight from the accumulator, without copy
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -61,6 +61,7 @@ class Whitened:
     yty: torch.Tensor
     dof: int
     n_tested: int
+    _sigma2: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def n_voxels(self) -> int:
@@ -69,17 +70,19 @@ class Whitened:
 
     def residual_variance(self) -> torch.Tensor:
         """``σ² = (Σy² − ‖U‖²) / dof`` per voxel, shape (V,), float64."""
-        if self.dof <= 0:
-            raise DataError(f"GLM: no residual degrees of freedom ({self.dof})")
-        explained = self.U.square().sum(dim=0)
-        return torch.clamp(self.yty - explained, min=0.0) / self.dof
+        if self._sigma2 is None:
+            if self.dof <= 0:
+                raise DataError(f"GLM: no residual degrees of freedom ({self.dof})")
+            explained = torch.linalg.vector_norm(self.U, dim=0).square_()
+            self._sigma2 = torch.clamp(self.yty - explained, min=0.0) / self.dof
+        return self._sigma2
 
     def f_statistic(self) -> torch.Tensor:
         """F of the joint null on the tested block, shape (V,), on ``(n_tested, dof)`` d.o.f."""
         q = self.n_tested
         if q < 1:
             raise DataError("F test: no tested regressors")
-        return self.U[-q:].square().sum(dim=0) / (q * self.residual_variance())
+        return torch.linalg.vector_norm(self.U[-q:], dim=0).square_() / (q * self.residual_variance())
 
     def t_statistic(self, contrast) -> torch.Tensor:
         """t of a contrast (a name, ``{name: weight}``, or weights in ``names`` order), shape (V,)."""

@@ -22,12 +22,14 @@ import json
 import logging
 import os
 import threading
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import torch
 
 from ..errors import DataError
 
@@ -121,8 +123,11 @@ def read_volume_data(img, path: Path) -> np.ndarray:
 
 def _scaling(proxy) -> tuple[float, float]:
     """``(slope, inter)`` of a nibabel array proxy; NIfTI's 'no scaling' values become (1, 0)."""
-    slope = getattr(proxy, "slope", 1.0)
-    inter = getattr(proxy, "inter", 0.0)
+    return _clean_scaling(getattr(proxy, "slope", 1.0), getattr(proxy, "inter", 0.0))
+
+
+def _clean_scaling(slope, inter) -> tuple[float, float]:
+    """NIfTI scaling with its 'no scaling' values (None, NaN, a zero slope) as (1, 0)."""
     slope = 1.0 if slope is None or not np.isfinite(slope) or slope == 0.0 else float(slope)
     inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
     return slope, inter
@@ -202,38 +207,43 @@ def read_raw_run(bold: Path) -> RawRun:
     -------
     RawRun
     """
-    img = load_img(bold)
-    shape = tuple(int(s) for s in img.shape)
+    header = read_header(bold)
+    if (isinstance(header, (nib.Nifti1Header, nib.Nifti2Header))
+            and str(bold).endswith((".nii", ".nii.gz"))
+            and int(header.get_data_offset()) >= int(header.sizeof_hdr)):
+        # single-file NIfTI: read the data block straight after the header (no nibabel image)
+        shape = tuple(int(s) for s in header.get_data_shape())
+        dtype, offset = np.dtype(header.get_data_dtype()), int(header.get_data_offset())
+        slope, inter = _clean_scaling(*header.get_slope_inter())
+        affine, img = header.get_best_affine(), None
+    else:
+        img = load_img(bold)
+        shape = tuple(int(s) for s in img.shape)
+        slope, inter = _scaling(img.dataobj)
+        affine = img.affine
     if len(shape) == 3:
         shape = shape + (1,)
     if len(shape) != 4:
-        raise DataError(f"{bold}: expected a 3D or 4D image, got shape {img.shape}")
+        raise DataError(f"{bold}: expected a 3D or 4D image, got shape {shape[:4]}")
     xyz, T = shape[:3], shape[3]
     nvox = int(np.prod(xyz))
-    proxy = img.dataobj
-    simple = (
-        isinstance(img, (nib.Nifti1Image, nib.Nifti2Image))
-        and hasattr(proxy, "offset")
-        and getattr(proxy, "order", "F") == "F"
-        and str(bold).endswith((".nii", ".nii.gz"))
-    )
     try:
-        if simple:
-            dtype = np.dtype(proxy.dtype)
+        if img is None:
             count = nvox * T
             if str(bold).endswith(".gz"):
-                need = int(proxy.offset) + count * dtype.itemsize
+                need = offset + count * dtype.itemsize
                 buf = _thread_buffer("file", need)
                 got = gunzip_into(bold, buf)
                 if got < need:
                     raise DataError(f"{bold}: file is truncated ({got} of {need} bytes)")
-                flat = np.frombuffer(buf, dtype=dtype, count=count, offset=int(proxy.offset))
+                flat = np.frombuffer(buf, dtype=dtype, count=count, offset=offset)
             else:
-                flat = np.fromfile(bold, dtype=dtype, count=count, offset=int(proxy.offset))
+                flat = np.fromfile(bold, dtype=dtype, count=count, offset=offset)
                 if flat.size < count:
                     raise DataError(f"{bold}: file is truncated ({flat.size} of {count} values)")
             data = flat.reshape(T, nvox)
         else:
+            proxy = img.dataobj
             raw = np.asanyarray(proxy.get_unscaled()) if hasattr(proxy, "get_unscaled") \
                 else img.get_fdata(dtype=np.float32)
             data = raw.reshape(nvox, T, order="F").T
@@ -241,8 +251,7 @@ def read_raw_run(bold: Path) -> RawRun:
         raise
     except (OSError, EOFError, ValueError, zlib.error, Exception) as exc:
         raise DataError(f"{bold}: cannot read image data ({exc})") from exc
-    slope, inter = _scaling(proxy)
-    return RawRun(data, xyz, slope, inter, img.affine)
+    return RawRun(data, xyz, slope, inter, affine)
 
 
 def to_float32(raw: np.ndarray, slope: float, inter: float, source: Path,
@@ -264,11 +273,19 @@ def to_float32(raw: np.ndarray, slope: float, inter: float, source: Path,
         if out.dtype != np.float32 or out.shape[0] < raw.shape[0] or out.shape[1:] != raw.shape[1:]:
             raise DataError(f"{source}: output buffer {out.shape} cannot hold {raw.shape}")
         Y = out[: raw.shape[0]]
-        np.copyto(Y, raw, casting="unsafe")
-    if slope != 1.0:
-        Y *= np.float32(slope)
-    if inter != 0.0:
-        Y += np.float32(inter)
+        if raw.dtype.isnative and raw.dtype.kind in "iuf":
+            # torch's conversion is ~15x faster than numpy's casting copy here
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a read-only cache memmap is only read
+                torch.from_numpy(Y).copy_(torch.from_numpy(np.asarray(raw)))
+        else:
+            np.copyto(Y, raw, casting="unsafe")
+    if slope != 1.0 or inter != 0.0:
+        Yt = torch.from_numpy(Y)
+        if slope != 1.0:
+            Yt.mul_(float(np.float32(slope)))
+        if inter != 0.0:
+            Yt.add_(float(np.float32(inter)))
     if raw.dtype.kind not in "iub" or not (np.isfinite(slope) and np.isfinite(inter)):
         bad = ~np.isfinite(Y)
         if bad.any():
