@@ -371,7 +371,7 @@ def section_participant(opts) -> dict:
     common = ["participant", "--latents", f"bench={table}", "--latent-space", "bench",
               "--nprocs", str(opts.nprocs), "--device", opts.device]
     results = {"io": io, "floor": floor, "P_est": P}
-    runs = [("cold cache", "a", []), ("warm cache (rerun)", "a", []),
+    runs = [("cold cache", "a", []), ("warm cache (rerun)", "a", ["--overwrite"]),
             (f"--mem {opts.small_mem}, cold cache", "b", ["--mem", str(opts.small_mem)])]
     outs = {}
     for label, tag, extra in runs:

@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--nprocs", "--n-cpus", type=_positive_int, default=os.cpu_count() or 1,
                       metavar="N", help="parallel workers for reading runs (default: all cores)")
     perf.add_argument("--mem", "--mem-gb", type=_positive_float, default=4.0, metavar="GB",
-                      help="memory budget in GB; sizes voxel chunks (default: %(default)s)")
+                      help="memory budget in GB for the data and the GLM (batches, voxel chunks, "
+                           "accumulators); the Python runtime adds ~0.5 GB (default: %(default)s)")
     perf.add_argument("-w", "--work-dir", type=Path, metavar="DIR",
                       help="scratch folder for cached masked data (default: output_dir/../work)")
     perf.add_argument("--seed", type=int, default=42, help="master random seed (default: %(default)s)")

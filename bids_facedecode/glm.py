@@ -803,6 +803,7 @@ def stream_memory(
     precision: str = "mixed",
     held_rows: int = 0,
     accumulators: int = 1,
+    reader_bytes: int = 0,
 ) -> int:
     """Peak bytes of a streamed fit with :func:`accumulate_runs` (see :func:`plan_stream`).
 
@@ -810,8 +811,8 @@ def stream_memory(
     waiting in the batch (``batch_rows·V``) and of runs read ahead (``held_rows·V``), the
     stacked design, the chunk buffer and the event responses of a factored design
     (``batch_rows·(P + 2·chunk)`` of the product dtype), the float32 product of a chunk
-    (``P·chunk``, mixed precision) and the solve's three ``P·V`` float64 arrays (next to
-    the other accumulators).
+    (``P·chunk``, mixed precision) and, after the pass, the whitened cross-products of
+    :func:`bids_facedecode.glmstats.whiten` (one more ``P·V`` float64 array).
 
     Parameters
     ----------
@@ -826,6 +827,8 @@ def stream_memory(
     accumulators : int
         Normal equations filled in the same pass (the total or the parts of a partition,
         plus the folds of run hooks).
+    reader_bytes : int
+        Held by the readers during the pass (their decompression buffers).
 
     Returns
     -------
@@ -836,8 +839,9 @@ def stream_memory(
     b = 8 if precision == "double" else 4
     a = max(1, int(accumulators))
     accumulate = (8 * a * (P * V + P * P + 2 * V) + 4 * (R + int(held_rows)) * V
-                  + b * R * (P + 2 * c) + (4 * P * c if precision == "mixed" else 0))
-    return max(accumulate, 8 * (a + 2) * P * V + 4 * int(held_rows) * V)
+                  + b * R * (P + 2 * c) + (4 * P * c if precision == "mixed" else 0)
+                  + int(reader_bytes))
+    return max(accumulate, 8 * (a + 1) * P * V + 4 * int(held_rows) * V)
 
 
 def plan_stream(
@@ -849,6 +853,7 @@ def plan_stream(
     held_rows: int = 0,
     target_rows: int = 2048,
     accumulators: int = 1,
+    reader_bytes: int = 0,
 ) -> tuple[int, int]:
     """Batch height and voxel chunk of a streamed fit that fit in ``mem_bytes`` (``--mem``).
 
@@ -867,8 +872,8 @@ def plan_stream(
     held_rows : int
         Volumes read ahead (see :func:`stream_memory`).
     target_rows : int
-    accumulators : int
-        Normal equations filled in the same pass (see :func:`stream_memory`).
+    accumulators, reader_bytes : int
+        See :func:`stream_memory`.
 
     Returns
     -------
@@ -888,10 +893,12 @@ def plan_stream(
     rows_options.append(T)
 
     def fits(rows: int, chunk: int) -> bool:
-        return stream_memory(P, V, rows, chunk, precision, held_rows, accumulators) <= mem_bytes
+        return stream_memory(P, V, rows, chunk, precision, held_rows, accumulators,
+                             reader_bytes) <= mem_bytes
 
     if not fits(T, 1):
-        need = stream_memory(P, V, T, min(V, 1024), precision, held_rows, accumulators) / 2**30
+        need = stream_memory(P, V, T, min(V, 1024), precision, held_rows, accumulators,
+                             reader_bytes) / 2**30
         raise UsageError(
             f"--mem: {mem_bytes / 2**30:.2f} GiB is too small for the GLM of {P} regressors "
             f"x {V} voxels (needs about {need:.2f} GiB); raise --mem or use fewer voxels"

@@ -149,9 +149,8 @@ def whiten(ne: NormalEquations, columns: Sequence[str], tested: Sequence[str] = 
     dev = ne.device
     rows = torch.as_tensor([idx[k] for k in order], device=dev)
     L, s = factor_gram(ne.xtx[rows][:, rows], ne.x_ss[rows], [columns[k] for k in order])
-    rhs = torch.index_select(ne.xty, 0, rows).div_(s[:, None])
-    U = torch.linalg.solve_triangular(L, rhs, upper=False)
-    del rhs
+    U = torch.index_select(ne.xty, 0, rows).div_(s[:, None])
+    torch.linalg.solve_triangular(L, U, upper=False, out=U)  # in place: one P × V array
     return Whitened(
         names=columns, order=torch.as_tensor(order, device=dev), L=L, s=s, U=U, yty=ne.yty,
         dof=ne.n_obs - ne.n_nuisance - len(columns), n_tested=len(tested_set),

@@ -226,8 +226,13 @@ def test_stream_is_independent_of_nprocs_mem_and_cache(stream_case, tmp_path):
     _same(base, ref, 1e-12)
     _same(_fit(stream_case, nprocs=2), base, 1e-12)
     # a budget that allows one run per batch and ~V/5 voxels per chunk
-    small = glm.stream_memory(P, V, T, V // 5, "double", held_rows=3 * T) / 2**30
-    rows, chunk = glm.plan_stream(int(small * 2**30), P, V, T, "double", held_rows=3 * T)
+    from bids_facedecode.workflow.streaming import reader_memory
+
+    readers = reader_memory(2, T, stream_case[3])
+    small = glm.stream_memory(P, V, T, V // 5, "double", held_rows=3 * T,
+                              reader_bytes=readers) / 2**30
+    rows, chunk = glm.plan_stream(int(small * 2**30), P, V, T, "double", held_rows=3 * T,
+                                  reader_bytes=readers)
     assert rows == T and chunk < V
     _same(_fit(stream_case, nprocs=2, mem_gb=small), base, 1e-12)
     cache = tmp_path / "cache"
@@ -280,7 +285,8 @@ def test_stream_holds_a_bounded_number_of_runs(stream_case, monkeypatch):
     monkeypatch.setattr(streaming, "load_masked_run_cached", tracked)
     T = max(r.n_scans for r in inputs.runs)
     P = len(streaming._design(inputs, latents, settings, 0).shared_names)
-    mem = glm.stream_memory(P, int(mask.sum()), 2 * T, 4096, "mixed", held_rows=3 * T) / 2**30
+    mem = glm.stream_memory(P, int(mask.sum()), 2 * T, 4096, "mixed", held_rows=3 * T,
+                            reader_bytes=streaming.reader_memory(2, T, mask)) / 2**30
     s = dataclasses.replace(settings, nprocs=2, mem_gb=mem)
     streaming.fit_joint_glm(many, latents, mask, s, torch.device("cpu"), None)
     assert len(many.runs) == 16

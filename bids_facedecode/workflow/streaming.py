@@ -53,6 +53,12 @@ def _design(inputs: ParticipantInputs, latents: JointLatents, settings: Settings
     )
 
 
+def reader_memory(nprocs: int, n_scans: int, mask: np.ndarray) -> int:
+    """Bytes the reader threads hold: each a decompressed run (<= 4 bytes a voxel) and its
+    masked copy, for runs of ``n_scans`` volumes on the grid of ``mask``."""
+    return max(1, int(nprocs)) * int(n_scans) * 4 * (int(mask.size) + int(mask.sum()))
+
+
 def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.ndarray,
                   settings: Settings, device: torch.device, cache_dir: Path | None,
                   precision: str | None = None,
@@ -101,7 +107,8 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
     extra = sum(h.n_folds - 1 for h in run_hooks if isinstance(h, FoldAccumulator))
     rows, chunk = glm.plan_stream(int(settings.mem_gb * 2**30), len(first.shared_names), n_vox,
                                   longest, precision, held_rows=ahead * longest,
-                                  accumulators=len(parts) + extra)
+                                  accumulators=len(parts) + extra,
+                                  reader_bytes=reader_memory(workers, longest, mask))
     ne = parts[-1]
     LOG.info("sub-%s: GLM of %d regressors x %d voxels, %s precision, batches of <= %d volumes, "
              "voxel chunks of %d", inputs.subject, ne.n_regressors, n_vox, precision, rows, chunk)
