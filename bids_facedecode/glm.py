@@ -403,7 +403,21 @@ def accumulate_runs(
         t.xtx += p.Xt.T @ p.Xt
     cdt = GRAM_DTYPE if ne.precision == "double" else DATA_DTYPE
     F = _use_factor(prepared, ne.n_regressors)
-    Xb = torch.cat([p.Xt for p in prepared]).to(cdt)  # (R, P)
+    if F and cdt == DATA_DTYPE and all(p.const_in_nuisance for p in prepared):
+        _accumulate_fused(ne, prepared, groups, F, voxel_chunk)
+    else:
+        Xb = torch.cat([p.Xt for p in prepared]).to(cdt)  # (R, P)
+        _accumulate_stacked(ne, prepared, groups, F, Xb, cdt, voxel_chunk)
+    for t, p in zip(targets, prepared, strict=True):
+        t.x_ss += p.x_ss
+        t.n_obs += int(p.Xt.shape[0])
+        t.n_nuisance += int(p.Q.shape[1])
+
+
+def _accumulate_stacked(ne: NormalEquations, prepared: Sequence[_PreparedRun], groups: list,
+                        F: int, Xb: torch.Tensor, cdt: torch.dtype,
+                        voxel_chunk: int | None) -> None:
+    """Residualise the batch into one stacked buffer, then one product per accumulator."""
     if F:
         Xtail = Xb[:, F:]
         Wb = torch.cat([p.weights for p in prepared]).to(cdt)  # (N, F)
@@ -468,10 +482,64 @@ def accumulate_runs(
                 bad = start + int(torch.nonzero(~torch.isfinite(ssq))[0])
                 raise DataError(f"accumulate_run: BOLD data contain NaN/inf (voxel {bad})")
             t.yty[start:stop] += ssq
-    for t, p in zip(targets, prepared, strict=True):
-        t.x_ss += p.x_ss
-        t.n_obs += int(p.Xt.shape[0])
-        t.n_nuisance += int(p.Q.shape[1])
+
+
+def _accumulate_fused(ne: NormalEquations, prepared: Sequence[_PreparedRun], groups: list,
+                      F: int, voxel_chunk: int | None) -> None:
+    """Mixed precision, factored design, intercept in every run's nuisance: fewer data passes.
+
+    Only the voxel means are removed from the data (exact in float32); the nuisance projection
+    is applied to the small side instead, as ``X̃ᵀỸ = X̃ᵀY`` and
+    ``EᵀỸ = EᵀY − (EᵀQ)(QᵀY)``, ``‖ỹ‖² = ‖y‖² − ‖Qᵀy‖²``. One product per run,
+    ``[E | X̃_tail | Q]ᵀ Y``, reads the data once.
+    """
+    cdt = DATA_DTYPE
+    P = ne.n_regressors
+    V = ne.n_voxels
+    step = V if not voxel_chunk else max(1, int(voxel_chunk))
+    Wb = torch.cat([p.weights for p in prepared]).to(cdt)  # (N, F)
+    sides, EQs = [], []
+    for p in prepared:
+        sides.append(torch.cat([p.events, p.Xt[:, F:], p.Q], dim=1).to(cdt))
+        EQs.append((p.events.T @ p.Q).to(cdt))
+    N = int(Wb.shape[0])
+    width = max(int(a.shape[1]) for a in sides)
+    rows = [0]
+    for p in prepared:
+        rows.append(rows[-1] + int(p.Xt.shape[0]))
+    for start in range(0, V, step):
+        stop = min(V, start + step)
+        c = stop - start
+        Yc = _buffer(ne, "centred", (max(int(p.Xt.shape[0]) for p in prepared), c), cdt)
+        B = _buffer(ne, "events", (N, c), cdt)
+        G = _buffer(ne, "side", (width, c), cdt)
+        out = _buffer(ne, "product", (P, c), cdt)
+        k = 0
+        for t, _g0, g1, e0, e1 in groups:
+            out[F:].zero_()
+            ssq = torch.zeros(c, dtype=GRAM_DTYPE, device=ne.device)
+            n0 = e0
+            while k < len(prepared) and rows[k] < g1:
+                p, A, EQ = prepared[k], sides[k], EQs[k]
+                T, n = int(p.Xt.shape[0]), int(p.events.shape[1])
+                y = Yc[:T]
+                src = p.Y[:, start:stop]
+                torch.sub(src, src.mean(dim=0), out=y)
+                g = G[: A.shape[1]]
+                torch.mm(A.T, y, out=g)
+                gq = g[n + P - F :]
+                torch.addmm(g[:n], EQ, gq, alpha=-1.0, out=B[n0 : n0 + n])
+                out[F:] += g[n : n + P - F]
+                ssq -= gq.square().sum(dim=0).to(GRAM_DTYPE)
+                ssq += y.square_().sum(dim=0).to(GRAM_DTYPE)  # y is free after the product
+                n0 += n
+                k += 1
+            if not bool(torch.isfinite(ssq).all()):
+                bad = start + int(torch.nonzero(~torch.isfinite(ssq))[0])
+                raise DataError(f"accumulate_run: BOLD data contain NaN/inf (voxel {bad})")
+            torch.mm(Wb[e0:e1].T, B[e0:e1], out=out[:F])
+            t.xty[:, start:stop] += out
+            t.yty[start:stop] += ssq.clamp_(min=0.0)
 
 
 def column_indices(ne: NormalEquations, columns) -> list[int]:
