@@ -89,7 +89,7 @@ PF, FF = 40, 36  # factored tests: 40 regressors, the first 36 from ~10 events p
 NAMES_F = [f"f{i}" for i in range(PF)]
 
 
-def _factored_runs(rng, n_runs=4, F=FF, P=PF):
+def _factored_runs(rng, n_runs=4, F=FF, P=PF, intercept=True):
     """Runs whose first F columns are event responses times event weights (like the latents)."""
     out = []
     for r in range(n_runs):
@@ -101,23 +101,28 @@ def _factored_runs(rng, n_runs=4, F=FF, P=PF):
             E[:, -3:] = 0.0  # events whose response falls outside the run
         W = rng.standard_normal((n, F))
         X = np.hstack([E @ W, rng.standard_normal((T, P - F))])
-        N = np.column_stack([np.ones(T), np.linspace(-1, 1, T)])
+        N = np.column_stack([np.ones(T), np.linspace(-1, 1, T)][0 if intercept else 1:])
         Y = 500 + X @ rng.standard_normal((P, V)) * 0.1 + rng.standard_normal((T, V))
         out.append((X, Y.astype(np.float32), N, (E, W)))
     return out
 
 
+@pytest.mark.parametrize("intercept", [True, False])  # mixed + intercept: the fused path
 @pytest.mark.parametrize("block", [3, 16])
 @pytest.mark.parametrize(("precision", "tol"), [("double", 1e-12), ("mixed", 1e-6)])
-def test_factored_design_equals_dense(rng, monkeypatch, precision, tol, block):
+def test_factored_design_equals_dense(rng, monkeypatch, precision, tol, block, intercept):
     monkeypatch.setattr(glm, "EVENT_BLOCK", block)  # 3: several blocks a run, one all zeros
-    runs = _factored_runs(rng)
+    runs = _factored_runs(rng, intercept=intercept)
     prepared = [glm._prepare_run(glm.new_normal_equations(NAMES_F, V), *r) for r in runs]
     assert glm._use_factor(prepared, PF) == FF  # the factor saves arithmetic here: it is used
     dense = glm.new_normal_equations(NAMES_F, V, precision=precision)
     glm.accumulate_runs(dense, [r[:3] for r in runs], voxel_chunk=100)
     fact = glm.new_normal_equations(NAMES_F, V, precision=precision)
+    calls = []
+    fused = glm._accumulate_fused
+    monkeypatch.setattr(glm, "_accumulate_fused", lambda *a: calls.append(1) or fused(*a))
     glm.accumulate_runs(fact, runs, voxel_chunk=100)
+    assert bool(calls) == (precision == "mixed" and intercept)
     for name in ("xtx", "xty", "yty", "x_ss"):
         x, y = getattr(fact, name).numpy(), getattr(dense, name).numpy()
         assert np.linalg.norm(x - y) <= tol * np.linalg.norm(y), name
