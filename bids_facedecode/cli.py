@@ -172,7 +172,8 @@ def _add_input_and_rerun_options(p: argparse.ArgumentParser) -> None:
                         f"({', '.join(COMPONENTS)}) (default: {DEFAULT_STRATEGY}: 24 motion parameters, "
                         "white-matter and CSF means, cosine drifts; censored volumes become spike regressors)")
     g.add_argument("--overwrite", action="store_true",
-                   help="recompute participants whose outputs are complete (default: skip them)")
+                   help="recompute participants whose outputs are complete (default: skip them "
+                        "when made with the same settings, stop with exit 64 when not)")
 
 
 def _input_and_rerun_settings(args: argparse.Namespace) -> dict:

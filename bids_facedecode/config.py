@@ -24,6 +24,15 @@ class EventSpec:
     imagery_type: str = "Img"
 
 
+#: Settings fields behind a participant's results (see :meth:`Settings.result_settings`).
+RESULT_FIELDS = (
+    "session_label", "task", "latents", "latent_models", "stimuli_dir", "seed", "n_voxels",
+    "high_pass", "events", "derivatives", "space", "confounds", "decoders", "voxel_selection",
+    "roi_atlas", "roi_labels", "imagery_labels", "decoder_from", "n_permutations",
+    "glm_precision", "bids_filter_file",
+)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything that determines a run's results. Paths are absolute."""
@@ -69,6 +78,20 @@ class Settings:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (paths as strings)."""
         return _jsonable(asdict(self))
+
+    def result_settings(self, space: str) -> dict[str, Any]:
+        """The settings that determine one latent space's results for a participant.
+
+        Written into each metrics JSON, so a rerun can tell complete outputs made with the same
+        analysis (skipped) from outputs made with another one (refused without ``--overwrite``).
+        Paths of this run, resources (``--nprocs``, ``--mem``, ``--device``), verbosity and the
+        other latent spaces (each space is its own model) are left out.
+        """
+        d = self.to_dict()
+        out = {k: d[k] for k in RESULT_FIELDS}
+        out["latents"] = d["latents"].get(space)
+        out["latent_models"] = d["latent_models"].get(space)
+        return out
 
     def save(self, path: str | Path) -> None:
         """Write the settings as JSON."""

@@ -30,7 +30,7 @@ from .bidsio.participant_outputs import metrics_path
 from .bidsio.validation import validate_bids, validate_participants
 from .config import Settings
 from .device import describe_device, select_device
-from .errors import FaceDecodeError
+from .errors import FaceDecodeError, UsageError
 from .provenance import collect_warnings
 from .workflow.decoding import SpaceResult, decode_space, plan_analyses
 from .workflow.design_record import first_run_design
@@ -103,6 +103,43 @@ def is_complete(settings: Settings, subject: str) -> bool:
     return True
 
 
+def changed_settings(settings: Settings, subject: str) -> dict[str, tuple]:
+    """Result settings that differ between ``subject``'s complete outputs and this run.
+
+    Returns ``{field: (recorded, now)}`` over the requested spaces (empty when they agree, or
+    when the outputs predate the record).
+    """
+    diff: dict[str, tuple] = {}
+    for space in settings.latent_spaces:
+        path = metrics_path(settings.output_dir, subject, settings.task, space)
+        try:
+            recorded = json.loads(path.read_text()).get("settings")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            continue
+        if not isinstance(recorded, dict):
+            continue
+        now = json.loads(json.dumps(settings.result_settings(space)))  # tuples as lists
+        for key, value in now.items():
+            if key in recorded and recorded[key] != value:
+                diff.setdefault(key, (recorded[key], value))
+    return diff
+
+
+def _refuse_stale(settings: Settings, subjects: list[str]) -> None:
+    """Stop before any work when complete outputs were made with other result settings."""
+    stale = []
+    for subject in subjects:
+        diff = changed_settings(settings, subject) if is_complete(settings, subject) else {}
+        if diff:
+            shown = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in list(diff.items())[:4])
+            stale.append(f"sub-{subject} ({shown})")
+    if stale:
+        raise UsageError(
+            f"{settings.output_dir}: complete outputs were made with other settings: "
+            f"{', '.join(stale)}; use --overwrite to replace them, or another output_dir"
+        )
+
+
 def _recover(settings: Settings, subject: str) -> None:
     """Finish or discard what a killed run left for ``subject`` (skipped if another job holds it)."""
     if not deriv.stage_dir(settings.output_dir, subject).exists():
@@ -154,6 +191,8 @@ def run_participants(settings: Settings) -> int:
 
     for subject in subjects:
         _recover(settings, subject)
+    if not settings.overwrite:
+        _refuse_stale(settings, subjects)
     todo = [s for s in subjects if settings.overwrite or not is_complete(settings, s)]
     for subject in sorted(set(subjects) - set(todo)):
         print(f"sub-{subject}: outputs complete, skipped (use --overwrite to recompute)")

@@ -155,7 +155,17 @@ def test_complete_participant_is_skipped_unless_overwrite(sim_tiny, truth, refer
     before = _snapshot(out)
     stamp = {p: p.stat().st_mtime_ns for p in (out / SUB).rglob("*") if p.is_file()}
     capsys.readouterr()
-    assert main(_args(sim_tiny, out, truth, 100)) == 0
+    assert main(_args(sim_tiny, out, truth, 60)) == 0  # the same analysis: skipped
+    assert "sub-01: outputs complete, skipped" in capsys.readouterr().out
+    # another analysis over complete outputs: refused before any work, nothing touched
+    assert main(_args(sim_tiny, out, truth, 100)) == 64
+    err = capsys.readouterr().err
+    assert "complete outputs were made with other settings: sub-01 (n_voxels: 60 -> 100)" in err
+    assert "--overwrite" in err and "Traceback" not in err
+    assert main(_args(sim_tiny, out, truth, 60, "--seed", "7")) == 64
+    assert "seed: 42 -> 7" in capsys.readouterr().err
+    # resources and verbosity are not analysis settings
+    assert main(_args(sim_tiny, out, truth, 60, "--mem", "1.5", "-v")) == 0
     assert "sub-01: outputs complete, skipped" in capsys.readouterr().out
     assert _snapshot(out) == before
     assert stamp == {p: p.stat().st_mtime_ns for p in (out / SUB).rglob("*") if p.is_file()}

@@ -122,6 +122,7 @@ def write_participant_outputs(result, settings, root: Path | None = None) -> lis
             "decoder": getattr(res, "decoder", "ols"), "decoders": list(settings.decoders),
             "voxel_selection": getattr(res, "selection", "ftest"),
             "decoder_from": getattr(res, "decoder_from", None),
+            "settings": settings.result_settings(name),
         }
         written.append(write_json(metrics_path(out, sub, settings.task, name), doc))
     logs = out / "logs"
