@@ -181,3 +181,16 @@ def test_read_header_names_a_broken_file(tmp_path):
     path.write_bytes(b"not gzip at all")
     with pytest.raises(DataError, match="broken_bold.nii.gz: cannot read NIfTI header"):
         read_header(path)
+
+
+def test_gunzip_into_members_and_limits(tmp_path, backend):
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 50, 40_000, dtype=np.uint8).tobytes()
+    b = bytes(200_000)  # compresses ~1000:1
+    path = tmp_path / "two_members.gz"
+    path.write_bytes(gzip.compress(a) + gzip.compress(b))
+    buf = memoryview(bytearray(len(a) + len(b) + 10))
+    n = bold.gunzip_into(path, buf)
+    assert n == len(a) + len(b) and bytes(buf[:n]) == a + b
+    small = memoryview(bytearray(50_000))  # stops when the buffer is full
+    assert bold.gunzip_into(path, small) == 50_000 and bytes(small) == (a + b)[:50_000]
