@@ -36,11 +36,12 @@ from ..errors import DataError
 LOG = logging.getLogger(__name__)
 
 try:  # optional: ISA-L inflate, ~1.7x faster than zlib here
-    from isal import igzip as _igzip
-except ImportError:  # pragma: no cover - depends on the environment
-    _igzip = None
+    from isal import isal_zlib as _zlib
 
-GZIP_BACKEND = "isal" if _igzip is not None else "zlib"
+    GZIP_BACKEND = "isal"
+except ImportError:  # pragma: no cover - depends on the environment
+    _zlib = zlib
+    GZIP_BACKEND = "zlib"
 
 # per reader thread: the decompressed file and the masked raw values of the last run read.
 # Fresh 100-MB allocations for every run cost more in page faults than the copy itself.
@@ -133,19 +134,34 @@ def _clean_scaling(slope, inter) -> tuple[float, float]:
     return slope, inter
 
 
+# compressed bytes read, and most decompressed bytes produced, per step of gunzip_into
+_GZ_IN, _GZ_OUT = 1 << 20, 2 << 20
+
+
 def gunzip_into(path: Path, buf: memoryview) -> int:
-    """Decompress a gzip file into ``buf`` (streamed, no intermediate copy); bytes written.
+    """Decompress a gzip file into ``buf`` in 1-MB steps; bytes written.
 
     Stops when ``buf`` is full (the NIfTI data end there; trailing extensions are ignored).
+    A gzip reader's ``readinto`` makes a temporary as large as the request (~130 MB a run)
+    and copies it; a decompressor object (ISA-L when installed, else zlib) fed pieces keeps
+    its temporaries small, which saves the page faults of a fresh 130 MB block per run
+    (~20 % of the reading time with two reader threads). Concatenated gzip members are read
+    one after the other.
     """
-    opener = _igzip.open if _igzip is not None else gzip.open
-    n = 0
-    with opener(path, "rb") as f:
-        while n < len(buf):
-            k = f.readinto(buf[n:])
-            if not k:
-                break
-            n += k
+    n, cap = 0, len(buf)
+    with open(path, "rb") as fh:
+        d = _zlib.decompressobj(wbits=31)
+        pending = fh.read(_GZ_IN)
+        while n < cap and pending:
+            out = d.decompress(pending, min(_GZ_OUT, cap - n))
+            buf[n : n + len(out)] = out
+            n += len(out)
+            if d.eof:  # end of a gzip member: another may follow
+                pending = d.unused_data or fh.read(_GZ_IN)
+                if pending:
+                    d = _zlib.decompressobj(wbits=31)
+            else:
+                pending = d.unconsumed_tail or fh.read(_GZ_IN)
     return n
 
 
