@@ -18,7 +18,6 @@ from .argtypes import positive_float as _positive_float
 from .argtypes import positive_int as _positive_int
 from .config import DEFAULT_TASK, EventSpec, Settings
 from .errors import EXIT_CODES, EXIT_FAILURE, EXIT_USAGE, FaceDecodeError, UsageError
-from .malloc import keep_large_blocks
 
 LOG = logging.getLogger("bids_facedecode")
 LATENT_SPACES = ("vaegan", "pca")
@@ -269,7 +268,6 @@ def _setup_logging(verbosity: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the app; returns the exit code (see ``--help``)."""
-    keep_large_blocks()  # before torch & co. start threads: read buffers reused, not re-mapped
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
