@@ -1,6 +1,6 @@
 """Streamed, batched, chunked GLM accumulation against one-shot references.
 
-* ``glm.accumulate_runs`` (stacked runs, both precisions, with and without an intercept in the
+* ``glm.accumulate_runs`` (:mod:`bids_facedecode.accumulate`) (stacked runs, both precisions, with and without an intercept in the
   nuisance) against a float64 numpy least-squares fit of the concatenated runs;
 * ``workflow.streaming.fit_joint_glm`` on a simulated dataset: identical whatever ``--nprocs``,
   ``--mem`` (batch height, voxel chunks) or the cache state, equal to the per-run one-shot
@@ -19,7 +19,7 @@ import scipy.linalg
 import torch
 from conftest import DEVICES
 
-from bids_facedecode import glm
+from bids_facedecode import accumulate, glm
 from bids_facedecode.errors import DataError, UsageError
 
 P, V = 10, 257
@@ -111,16 +111,16 @@ def _factored_runs(rng, n_runs=4, F=FF, P=PF, intercept=True):
 @pytest.mark.parametrize("block", [3, 16])
 @pytest.mark.parametrize(("precision", "tol"), [("double", 1e-12), ("mixed", 1e-6)])
 def test_factored_design_equals_dense(rng, monkeypatch, precision, tol, block, intercept):
-    monkeypatch.setattr(glm, "EVENT_BLOCK", block)  # 3: several blocks a run, one all zeros
+    monkeypatch.setattr(accumulate, "EVENT_BLOCK", block)  # 3: several blocks a run, one empty
     runs = _factored_runs(rng, intercept=intercept)
-    prepared = [glm._prepare_run(glm.new_normal_equations(NAMES_F, V), *r) for r in runs]
-    assert glm._use_factor(prepared, PF) == FF  # the factor saves arithmetic here: it is used
+    prepared = [accumulate._prepare_run(glm.new_normal_equations(NAMES_F, V), *r) for r in runs]
+    assert accumulate._use_factor(prepared, PF) == FF  # the factor saves arithmetic: it is used
     dense = glm.new_normal_equations(NAMES_F, V, precision=precision)
     glm.accumulate_runs(dense, [r[:3] for r in runs], voxel_chunk=100)
     fact = glm.new_normal_equations(NAMES_F, V, precision=precision)
     calls = []
-    fused = glm._accumulate_fused
-    monkeypatch.setattr(glm, "_accumulate_fused", lambda *a: calls.append(1) or fused(*a))
+    fused = accumulate._accumulate_fused
+    monkeypatch.setattr(accumulate, "_accumulate_fused", lambda *a: calls.append(1) or fused(*a))
     glm.accumulate_runs(fact, runs, voxel_chunk=100)
     assert bool(calls) == (precision == "mixed" and intercept)
     for name in ("xtx", "xty", "yty", "x_ss"):
