@@ -448,19 +448,15 @@ def f_pvalue(F, q: int, dof: int) -> np.ndarray:
     return stats.f.sf(F, q, dof)
 
 
-# the streamed accumulation (re-exported: ``glm.accumulate_runs`` etc. are the public API)
-from .accumulate import (  # noqa: E402  (after NormalEquations, which it uses)
-    accumulate_run,
-    accumulate_runs,
-    memory_needed,
-    plan_stream,
-    plan_voxel_chunk,
-    stream_memory,
-)
+# the streamed accumulation lives in .accumulate (which imports this module); its public
+# functions are served from here too, lazily (PEP 562), whatever the import order
+_ACCUMULATION = ("accumulate_run", "accumulate_runs", "memory_needed", "plan_stream",
+                 "plan_voxel_chunk", "stream_memory")
 
-__all__ = [
-    "NormalEquations", "new_normal_equations", "nuisance_basis", "column_indices", "subset",
-    "factor_gram", "solve", "residual_variance", "f_statistic", "contrast_vector", "t_statistic",
-    "f_pvalue", "accumulate_run", "accumulate_runs", "memory_needed", "plan_stream",
-    "plan_voxel_chunk", "stream_memory", "PRECISIONS", "RCOND",
-]
+
+def __getattr__(name: str):
+    if name in _ACCUMULATION:
+        from . import accumulate
+
+        return getattr(accumulate, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -297,3 +297,14 @@ def test_stream_holds_a_bounded_number_of_runs(stream_case, monkeypatch):
     assert len(many.runs) == 16
     assert peak[0] <= 3 + 2 + 1  # read-ahead (nprocs + 1), a batch of <= 2 runs, the one in hand
     assert len(buffers) <= 3 + 2 + 1  # the same float32 buffers are recycled
+
+
+def test_add_float32_into_float64_equals_a_plain_add(rng):
+    """The staged float32 -> float64 add (no full-size float64 temporary) adds exactly."""
+    ne = glm.new_normal_equations(NAMES, V)
+    dst = torch.as_tensor(rng.standard_normal((37, 2 * V)))
+    src = torch.as_tensor(rng.standard_normal((37, V)).astype(np.float32))
+    ref = dst.clone()
+    ref[:, V:] += src.double()
+    accumulate._add_float32(ne, dst[:, V:], src)  # a strided view, 37 rows: 16 + 16 + 5
+    assert torch.equal(dst, ref)
