@@ -85,6 +85,14 @@ def _add_float32(ne: NormalEquations, dst: torch.Tensor, src: torch.Tensor) -> N
         dst[r0:r1].add_(s)
 
 
+def _add_sum_of_squares(ne: NormalEquations, start: int, ssq: torch.Tensor) -> None:
+    """``yty[start:start + len(ssq)] += ssq`` (float64, clamped at 0), refusing NaN/inf data."""
+    if not bool(torch.isfinite(ssq).all()):
+        bad = start + int(torch.nonzero(~torch.isfinite(ssq))[0])
+        raise DataError(f"accumulate_run: BOLD data contain NaN/inf (voxel {bad})")
+    ne.yty[start : start + ssq.numel()] += ssq.clamp_(min=0.0)
+
+
 @dataclass
 class _PreparedRun:
     Xt: torch.Tensor          # (T, P) float64, residualised on the nuisance
@@ -334,11 +342,7 @@ def _accumulate_stacked(ne: NormalEquations, prepared: Sequence[_PreparedRun], g
                 _add_float32(ne, t.xty[:, start:stop], out)
         Ybc.square_()  # Yb is free after the products
         for t, g0, g1, _, _ in groups:
-            ssq = Ybc[g0:g1].sum(dim=0).to(GRAM_DTYPE)
-            if not bool(torch.isfinite(ssq).all()):
-                bad = start + int(torch.nonzero(~torch.isfinite(ssq))[0])
-                raise DataError(f"accumulate_run: BOLD data contain NaN/inf (voxel {bad})")
-            t.yty[start:stop] += ssq
+            _add_sum_of_squares(t, start, Ybc[g0:g1].sum(dim=0).to(GRAM_DTYPE))
 
 
 def _accumulate_fused(ne: NormalEquations, prepared: Sequence[_PreparedRun], groups: list,
@@ -391,12 +395,9 @@ def _accumulate_fused(ne: NormalEquations, prepared: Sequence[_PreparedRun], gro
                 ssq += y.square_().sum(dim=0).to(GRAM_DTYPE)  # y is free after the product
                 n0 += n
                 k += 1
-            if not bool(torch.isfinite(ssq).all()):
-                bad = start + int(torch.nonzero(~torch.isfinite(ssq))[0])
-                raise DataError(f"accumulate_run: BOLD data contain NaN/inf (voxel {bad})")
             torch.mm(Wb[e0:e1].T, B[e0:e1], out=out[:F])
             _add_float32(ne, t.xty[:, start:stop], out)
-            t.yty[start:stop] += ssq.clamp_(min=0.0)
+            _add_sum_of_squares(t, start, ssq)
 
 
 def memory_needed(n_regressors: int, n_voxels: int, n_scans: int, voxel_chunk: int) -> int:
