@@ -46,8 +46,8 @@ def accumulate_run(
     nuisance : array or Tensor of shape (T, K)
         The run's own nuisance columns (drift, intercept, confounds).
     voxel_chunk : int, optional
-        Process this many voxels at a time (temporaries of about ``16 * T * voxel_chunk``
-        bytes; see :func:`plan_voxel_chunk`); all voxels at once when omitted.
+        Process this many voxels at a time (see :func:`plan_stream`); all voxels at once when
+        omitted.
     factor : (E, W), optional
         ``X_shared[:, :F] == E @ W`` (see :func:`accumulate_runs`), for a faster product.
     """
@@ -398,65 +398,6 @@ def _accumulate_fused(ne: NormalEquations, prepared: Sequence[_PreparedRun], gro
             torch.mm(Wb[e0:e1].T, B[e0:e1], out=out[:F])
             _add_float32(ne, t.xty[:, start:stop], out)
             _add_sum_of_squares(t, start, ssq)
-
-
-def memory_needed(n_regressors: int, n_voxels: int, n_scans: int, voxel_chunk: int) -> int:
-    """Peak bytes of the GLM on its device for a given voxel chunk.
-
-    Accumulation holds ``XᵀY`` (``P·V`` float64), one run as float32 (``T·V``) and two
-    float64 chunk temporaries (``2·T·chunk``); :func:`solve` peaks at three ``P·V``
-    float64 arrays (``XᵀY``, its scaled copy, the betas).
-
-    Parameters
-    ----------
-    n_regressors, n_voxels, n_scans, voxel_chunk : int
-        ``P``, ``V``, the longest run's ``T`` and the chunk size.
-
-    Returns
-    -------
-    int
-    """
-    P, V, T = int(n_regressors), int(n_voxels), int(n_scans)
-    c = min(int(voxel_chunk), V)
-    accumulate = 8 * (P * V + P * P + V) + 4 * T * V + 8 * 2 * T * c + 4 * (P + T) * c
-    return max(accumulate, 8 * 3 * P * V)
-
-
-def plan_voxel_chunk(mem_bytes: int, n_regressors: int, n_voxels: int, n_scans: int) -> int:
-    """Largest voxel chunk whose GLM peak memory fits in ``mem_bytes`` (e.g. from ``--mem``).
-
-    Parameters
-    ----------
-    mem_bytes : int
-        Memory budget for the GLM on its device.
-    n_regressors, n_voxels, n_scans : int
-        ``P``, ``V`` and the longest run's ``T``.
-
-    Returns
-    -------
-    int
-        A chunk size in ``1..V``.
-
-    Raises
-    ------
-    UsageError
-        When even a chunk of one voxel does not fit.
-    """
-    P, V, T = int(n_regressors), int(n_voxels), int(n_scans)
-    if memory_needed(P, V, T, 1) > mem_bytes:
-        need = memory_needed(P, V, T, min(V, 1024)) / 2**30
-        raise UsageError(
-            f"--mem: {mem_bytes / 2**30:.2f} GiB is too small for the GLM of {P} regressors "
-            f"x {V} voxels (needs about {need:.2f} GiB); raise --mem or use fewer voxels"
-        )
-    lo, hi = 1, V
-    while lo < hi:  # memory_needed is non-decreasing in the chunk
-        mid = (lo + hi + 1) // 2
-        if memory_needed(P, V, T, mid) <= mem_bytes:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
 
 
 def stream_memory(

@@ -450,8 +450,7 @@ def f_pvalue(F, q: int, dof: int) -> np.ndarray:
 
 # the streamed accumulation lives in .accumulate (which imports this module); its public
 # functions are served from here too, lazily (PEP 562), whatever the import order
-_ACCUMULATION = ("accumulate_run", "accumulate_runs", "memory_needed", "plan_stream",
-                 "plan_voxel_chunk", "stream_memory")
+_ACCUMULATION = ("accumulate_run", "accumulate_runs", "plan_stream", "stream_memory")
 
 
 def __getattr__(name: str):

@@ -11,7 +11,7 @@ from nilearn.glm.contrasts import compute_contrast
 from nilearn.glm.first_level import run_glm
 
 from bids_facedecode import glm
-from bids_facedecode.errors import DataError, UsageError
+from bids_facedecode.errors import DataError
 
 P, V, T, R = 12, 300, 90, 4
 NAMES = [f"z{i}" for i in range(1, 9)] + ["face", "test_a", "test_b", "oneback"]
@@ -197,18 +197,3 @@ def test_bad_inputs(runs):
         glm.solve(glm.new_normal_equations(NAMES, V))
     with pytest.raises(DataError, match="not in the design"):
         glm.t_statistic(_fit(runs), glm.solve(_fit(runs)), "nope")
-
-
-def test_plan_voxel_chunk_fits_the_budget():
-    # the z-block GLM: the solve's three P x V float64 arrays dominate
-    P, V, T = 1100, 100_000, 204
-    assert glm.memory_needed(P, V, T, V) == 3 * 8 * P * V
-    assert glm.plan_voxel_chunk(3 * 8 * P * V, P, V, T) == V
-    with pytest.raises(UsageError, match="--mem"):
-        glm.plan_voxel_chunk(2**30, P, V, T)
-    # few regressors, long runs: the chunk temporaries dominate and the chunk is bounded
-    P, V, T = 10, 100_000, 2000
-    budget = glm.memory_needed(P, V, T, 1) + 8 * 2 * T * 5000
-    chunk = glm.plan_voxel_chunk(budget, P, V, T)
-    assert 3900 < chunk < 4100  # 16 T + 4 (P + T) bytes per voxel of chunk
-    assert glm.memory_needed(P, V, T, chunk) <= budget < glm.memory_needed(P, V, T, chunk + 1)
