@@ -404,19 +404,40 @@ def f_statistic(
     return quad / (q * sigma2)
 
 
-def contrast_vector(ne: NormalEquations, contrast) -> torch.Tensor:
-    """A contrast given as a name, a ``{name: weight}`` mapping or a length-P vector."""
+def contrast_weights(names: Sequence[str], contrast, device, what: str = "design") -> torch.Tensor:
+    """Contrast weights over ``names`` from a name, a ``{name: weight}`` mapping or a vector.
+
+    Parameters
+    ----------
+    names : sequence of str, length P
+    contrast : str, mapping name -> weight, or array of shape (P,)
+    device : torch.device or str
+    what : str
+        What ``names`` are, in messages ("design", "model").
+
+    Returns
+    -------
+    Tensor of shape (P,), float64.
+    """
+    P = len(names)
     if isinstance(contrast, str):
         contrast = {contrast: 1.0}
     if isinstance(contrast, Mapping):
-        c = torch.zeros(ne.n_regressors, dtype=GRAM_DTYPE, device=ne.device)
+        c = torch.zeros(P, dtype=GRAM_DTYPE, device=device)
         for name, w in contrast.items():
-            c[column_indices(ne, name)[0]] = float(w)
+            if name not in names:
+                raise DataError(f"regressor {name!r} is not in the {what}")
+            c[list(names).index(name)] = float(w)
         return c
-    c = _as_tensor(contrast, ne.device, GRAM_DTYPE).flatten()
-    if c.numel() != ne.n_regressors:
-        raise DataError(f"contrast has {c.numel()} weights, the design {ne.n_regressors} columns")
+    c = _as_tensor(contrast, torch.device(device), GRAM_DTYPE).flatten()
+    if c.numel() != P:
+        raise DataError(f"contrast has {c.numel()} weights, the {what} {P} columns")
     return c
+
+
+def contrast_vector(ne: NormalEquations, contrast) -> torch.Tensor:
+    """A contrast given as a name, a ``{name: weight}`` mapping or a length-P vector."""
+    return contrast_weights(ne.names, contrast, ne.device)
 
 
 def t_statistic(ne: NormalEquations, betas: torch.Tensor, contrast) -> torch.Tensor:

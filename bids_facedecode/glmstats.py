@@ -19,7 +19,7 @@ latent space of a joint fit) is read straight from the accumulator, without copy
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +27,7 @@ import torch
 
 from .device import GRAM_DTYPE
 from .errors import DataError
-from .glm import NormalEquations, column_indices, factor_gram
+from .glm import NormalEquations, column_indices, contrast_weights, factor_gram
 
 
 @dataclass
@@ -86,19 +86,7 @@ class Whitened:
 
     def t_statistic(self, contrast) -> torch.Tensor:
         """t of a contrast (a name, ``{name: weight}``, or weights in ``names`` order), shape (V,)."""
-        P = len(self.names)
-        if isinstance(contrast, str):
-            contrast = {contrast: 1.0}
-        if isinstance(contrast, Mapping):
-            c = torch.zeros(P, dtype=GRAM_DTYPE, device=self.U.device)
-            for name, weight in contrast.items():
-                if name not in self.names:
-                    raise DataError(f"regressor {name!r} is not in the model")
-                c[self.names.index(name)] = float(weight)
-        else:
-            c = torch.as_tensor(np.asarray(contrast, dtype=np.float64), device=self.U.device)
-            if c.numel() != P:
-                raise DataError(f"contrast has {c.numel()} weights, the model {P}")
+        c = contrast_weights(self.names, contrast, self.U.device, what="model")
         c = c[self.order] / self.s
         w = torch.linalg.solve_triangular(self.L, c[:, None], upper=False)[:, 0]
         effect = w @ self.U

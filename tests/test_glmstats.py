@@ -54,6 +54,8 @@ def test_whitened_maps_equal_the_full_solve(rng, columns):
     _close(w.betas().numpy(), betas.numpy())
     sel = np.array([5, 17, 299, 0])
     _close(w.betas(sel).numpy(), betas[:, sel].numpy())
+    with pytest.raises(DataError, match="'nope' is not in the model"):
+        w.t_statistic("nope")
 
 
 def test_block_betas_equal_a_full_solve_of_each_half(rng):
