@@ -125,11 +125,11 @@ def changed_settings(settings: Settings, subject: str) -> dict[str, tuple]:
     return diff
 
 
-def _refuse_stale(settings: Settings, subjects: list[str]) -> None:
+def _refuse_stale(settings: Settings, complete: list[str]) -> None:
     """Stop before any work when complete outputs were made with other result settings."""
     stale = []
-    for subject in subjects:
-        diff = changed_settings(settings, subject) if is_complete(settings, subject) else {}
+    for subject in complete:
+        diff = changed_settings(settings, subject)
         if diff:
             shown = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in list(diff.items())[:4])
             stale.append(f"sub-{subject} ({shown})")
@@ -191,9 +191,9 @@ def run_participants(settings: Settings) -> int:
 
     for subject in subjects:
         _recover(settings, subject)
-    if not settings.overwrite:
-        _refuse_stale(settings, subjects)
-    todo = [s for s in subjects if settings.overwrite or not is_complete(settings, s)]
+    complete = [] if settings.overwrite else [s for s in subjects if is_complete(settings, s)]
+    _refuse_stale(settings, complete)
+    todo = [s for s in subjects if s not in complete]
     for subject in sorted(set(subjects) - set(todo)):
         print(f"sub-{subject}: outputs complete, skipped (use --overwrite to recompute)")
     all_inputs = validate_participants(

@@ -241,10 +241,6 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
     img_rows = [names.index(f"img_{t}") for t in inputs.imagery_ids]
     V = f_map.size
 
-    def betas_at(sel: np.ndarray) -> np.ndarray:
-        """All the model's betas at some voxels, shape (P, n_sel)."""
-        return fit.betas(sel).cpu().numpy()
-
     rel = nc = halves = None
     if analyses.halves is not None:
         try:
@@ -320,7 +316,7 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
                 continue
             sel = decode.select_voxels(score, n_sel, roi_mask)
             W, zm, decoders = None, z_mean, list(settings.decoders)
-        B_sel = betas_at(sel)
+        B_sel = fit.betas(sel).cpu().numpy()  # (P, n_sel): only the voxels decoded
         if W is None:
             W = B_sel[: D + 1]
         B_test, B_img = B_sel[test_rows], B_sel[img_rows]
