@@ -308,3 +308,28 @@ def test_add_float32_into_float64_equals_a_plain_add(rng):
     ref[:, V:] += src.double()
     accumulate._add_float32(ne, dst[:, V:], src)  # a strided view, 37 rows: 16 + 16 + 5
     assert torch.equal(dst, ref)
+
+
+def test_quiet_cpu_limits_numpy_blas_and_freezes_the_collector():
+    """During the pass numpy's OpenBLAS is single-threaded and older objects are frozen; both
+    are restored afterwards, also when the pass fails."""
+    import gc
+
+    from threadpoolctl import threadpool_info
+
+    from bids_facedecode.workflow.streaming import quiet_cpu
+
+    def blas_threads():
+        return {i["filepath"]: i["num_threads"] for i in threadpool_info()
+                if i["user_api"] == "blas"}
+
+    before = blas_threads()
+    torch_threads = torch.get_num_threads()
+    keep = [object() for _ in range(10)]
+    with pytest.raises(RuntimeError), quiet_cpu():
+        assert gc.get_freeze_count() >= len(keep)
+        assert set(blas_threads().values()) <= {1}
+        assert torch.get_num_threads() == torch_threads  # torch's own pool is left alone
+        raise RuntimeError("the pass failed")
+    assert gc.get_freeze_count() == 0
+    assert blas_threads() == before
