@@ -10,7 +10,10 @@ as float64.
 The cache (``<work>/cache/sub-XX/``) holds each masked run in its stored dtype (int16 for
 scanner data: half the size of float32 and exact) with its scaling in a small JSON file, keyed by
 the file's identity and the mask; the brain mask itself is cached under the first run's identity,
-so a rerun or a second latent space decompresses nothing.
+so a rerun or a second latent space decompresses nothing. Cached runs are written and read by
+direct I/O where the file system allows it (:mod:`bids_facedecode.bidsio.direct_io`): a real
+subject's ~4 GB would otherwise push other files out of the page cache, at a CPU cost larger
+than the disk's.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from .direct_io import aligned_buffer, read_npy, write_npy
 
 LOG = logging.getLogger(__name__)
 
@@ -51,9 +55,9 @@ _TLS = threading.local()
 def _thread_buffer(name: str, nbytes: int) -> memoryview:
     buf = getattr(_TLS, name, None)
     if buf is None or len(buf) < nbytes:
-        buf = bytearray(int(nbytes * 1.05) + 4096)
+        buf = aligned_buffer(int(nbytes * 1.05) + 4096)  # page-aligned: direct I/O can use it
         setattr(_TLS, name, buf)
-    return memoryview(buf)[:nbytes]
+    return buf[:nbytes]
 
 
 def release_thread_buffers() -> None:
@@ -416,8 +420,8 @@ def _cache_store(cache_dir: Path, bold: Path, mask: np.ndarray, raw: np.ndarray,
     tmp_meta = meta.with_name(f".tmp{os.getpid()}-{meta.name}")
     tmp_meta.write_text(json.dumps({"slope": slope, "inter": inter, "source": str(bold)}))
     os.replace(tmp_meta, meta)
-    tmp = cache_dir / f".tmp{os.getpid()}-{key}.npy"
-    np.save(tmp, np.ascontiguousarray(raw))
+    tmp = cache_dir / f".tmp{os.getpid()}-{threading.get_ident()}-{key}.npy"
+    write_npy(tmp, raw)  # around the page cache where possible (see bidsio.direct_io)
     os.replace(tmp, target)
 
 
@@ -428,7 +432,8 @@ def _cache_load(cache_dir: Path, bold: Path, mask: np.ndarray):
         return None
     try:
         scale = json.loads(meta.read_text())
-        raw = np.load(target, mmap_mode="r")  # page-cache backed, no copy
+        # into the thread's buffer (valid until its next read), around the page cache
+        raw = read_npy(target, lambda n: _thread_buffer("cache", n))
         if raw.ndim != 2 or raw.shape[1] != int(mask.sum()):
             raise ValueError(f"shape {raw.shape}")
         return raw, float(scale["slope"]), float(scale["inter"])
