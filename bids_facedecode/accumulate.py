@@ -351,18 +351,21 @@ def _accumulate_fused(ne: NormalEquations, prepared: Sequence[_PreparedRun], gro
 
     Only the voxel means are removed from the data (exact in float32); the nuisance projection
     is applied to the small side instead, as ``X̃ᵀỸ = X̃ᵀY`` and
-    ``EᵀỸ = EᵀY − (EᵀQ)(QᵀY)``, ``‖ỹ‖² = ‖y‖² − ‖Qᵀy‖²``. One product per run,
-    ``[E | X̃_tail | Q]ᵀ Y``, reads the data once.
+    ``EᵀỸ = EᵀY − (EᵀQ)(QᵀY)``, ``‖ỹ‖² = ‖y‖² − ‖Qᵀy‖²``. Per run, one product
+    ``[X̃_tail | Q]ᵀ Y`` and the event responses ``EᵀY`` block by block over the volumes each
+    block of events touches (:func:`_event_blocks`: about half the arithmetic of a dense
+    ``[E | X̃_tail | Q]ᵀ Y`` for a real run).
     """
     cdt = DATA_DTYPE
     P = ne.n_regressors
     V = ne.n_voxels
     step = V if not voxel_chunk else max(1, int(voxel_chunk))
     Wb = torch.cat([p.weights for p in prepared]).to(cdt)  # (N, F)
-    sides, EQs = [], []
+    sides, EQs, Es = [], [], []
     for p in prepared:
-        sides.append(torch.cat([p.events, p.Xt[:, F:], p.Q], dim=1).to(cdt))
+        sides.append(torch.cat([p.Xt[:, F:], p.Q], dim=1).to(cdt))
         EQs.append((p.events.T @ p.Q).to(cdt))
+        Es.append(p.events.to(cdt))
     N = int(Wb.shape[0])
     width = max(int(a.shape[1]) for a in sides)
     rows = [0]
@@ -381,16 +384,21 @@ def _accumulate_fused(ne: NormalEquations, prepared: Sequence[_PreparedRun], gro
             ssq = torch.zeros(c, dtype=GRAM_DTYPE, device=ne.device)
             n0 = e0
             while k < len(prepared) and rows[k] < g1:
-                p, A, EQ = prepared[k], sides[k], EQs[k]
+                p, A, EQ, E = prepared[k], sides[k], EQs[k], Es[k]
                 T, n = int(p.Xt.shape[0]), int(p.events.shape[1])
                 y = Yc[:T]
                 src = p.Y[:, start:stop]
                 torch.sub(src, src.mean(dim=0), out=y)
                 g = G[: A.shape[1]]
                 torch.mm(A.T, y, out=g)
-                gq = g[n + P - F :]
-                torch.addmm(g[:n], EQ, gq, alpha=-1.0, out=B[n0 : n0 + n])
-                out[F:] += g[n : n + P - F]
+                gq = g[P - F :]
+                for j0, j1, t0, t1 in p.blocks:
+                    if t1 > t0:
+                        torch.mm(E[t0:t1, j0:j1].T, y[t0:t1], out=B[n0 + j0 : n0 + j1])
+                    else:
+                        B[n0 + j0 : n0 + j1].zero_()
+                B[n0 : n0 + n].addmm_(EQ, gq, alpha=-1.0)
+                out[F:] += g[: P - F]
                 ssq -= gq.square().sum(dim=0).to(GRAM_DTYPE)
                 ssq += y.square_().sum(dim=0).to(GRAM_DTYPE)  # y is free after the product
                 n0 += n
