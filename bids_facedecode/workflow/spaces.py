@@ -97,7 +97,8 @@ def compute_latents(spaces: list[LatentSpace], inputs: ParticipantInputs) -> Joi
     """Encode (or look up) training and test stimuli in every space; centre on training means."""
     names, offsets, dims, blocks = [], [], [], []
     means, test, train_raw = {}, {}, {}
-    trial_rows = [inputs.train_ids.index(s) for s in inputs.train_trial_ids]
+    row_of = {s: i for i, s in enumerate(inputs.train_ids)}
+    trial_rows = [row_of[s] for s in inputs.train_trial_ids]  # (list.index: quadratic)
     off = 0
     for space in spaces:
         t0 = time.perf_counter()
