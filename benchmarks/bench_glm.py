@@ -71,8 +71,8 @@ def _child(args: list[str], env_threads: int) -> tuple[dict, float]:
     return json.loads(out.strip().splitlines()[-1]), usage.ru_maxrss / 2**20
 
 
-def _command(cmd: list[str], env_threads: int) -> tuple[float, float]:
-    """Wall time and peak RSS (GiB) of a command."""
+def _command(cmd: list[str], env_threads: int) -> tuple[float, float, float, float]:
+    """Wall time, peak RSS (GiB), user and kernel CPU seconds of a command."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS=str(env_threads))
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -82,7 +82,7 @@ def _command(cmd: list[str], env_threads: int) -> tuple[float, float]:
     wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
-    return wall, usage.ru_maxrss / 2**20
+    return wall, usage.ru_maxrss / 2**20, usage.ru_utime, usage.ru_stime
 
 
 def _vm_hwm_gib() -> float:
@@ -379,13 +379,15 @@ def section_participant(opts) -> dict:
         if label.startswith("cold") or "--mem" in label:
             shutil.rmtree(out, ignore_errors=True)
             shutil.rmtree(work, ignore_errors=True)
-        wall, peak = _command([*base, str(out), *common, "-w", str(work), *extra], opts.nprocs)
+        wall, peak, user, kernel = _command([*base, str(out), *common, "-w", str(work), *extra],
+                                            opts.nprocs)
         worst = max(io["io_floor"], floor["floor_f32"])
-        results[label] = {"wall": wall, "peak_gib": peak}
+        results[label] = {"wall": wall, "peak_gib": peak, "user_s": user, "kernel_s": kernel}
         print(f"- `participant` {label}: {wall:.1f} s = {wall / worst:.2f}× the larger floor "
               f"({wall / io['io_floor']:.2f}× I/O, {wall / floor['floor_f32']:.2f}× compute); "
-              f"peak RSS {peak:.2f} GiB (masked float32 data: {T * V * 4 / 2**30:.2f} GiB)",
-              flush=True)
+              f"peak RSS {peak:.2f} GiB (masked float32 data: {T * V * 4 / 2**30:.2f} GiB); "
+              f"CPU {user:.0f} s user + {kernel:.0f} s kernel ({(user + kernel) / wall:.2f} cores "
+              "busy on average)", flush=True)
         outs[tag] = out
     a, b = _outputs(outs["a"]), _outputs(outs["b"])
     worst = 0.0
@@ -469,7 +471,7 @@ def main(argv=None) -> int:
     if opts.quick:
         opts.sizes = opts.sizes or [(2000, 10_000), (4000, 20_000)]
         opts.runs, opts.voxels, opts.grid, opts.latent_dim = 12, 20_000, (40, 48, 40), 128
-        opts.small_mem = min(opts.small_mem, 0.2)
+        opts.small_mem = min(opts.small_mem, 0.3)  # voxel chunks: ~0.26 GiB is the least it needs
     opts.sizes = opts.sizes or [(t, v) for t in (2000, 10_000, 20_000) for v in (10_000, 50_000, 100_000)]
     import torch
 
