@@ -201,3 +201,23 @@ def test_gunzip_into_members_and_limits(tmp_path, monkeypatch, backend):
     cut = tmp_path / "cut.gz"
     cut.write_bytes(gzip.compress(a)[:-2000])
     assert bold.gunzip_into(cut, buf) < len(a)  # truncated: fewer bytes (the caller names it)
+
+
+def test_unwritable_cache_is_warned_about_and_skipped(tmp_path, rng, caplog):
+    """A work dir that cannot hold the cache (here: a file where the cache folder should be)
+    costs a warning, not the analysis: the data and the mask are the same as without a cache."""
+    brain, data = _brain(rng)
+    path = _write(tmp_path / "b.nii.gz", np.rint(data / 0.05), np.int16, slope=0.05)
+    cache = tmp_path / "work" / "cache" / "sub-01"
+    cache.parent.mkdir(parents=True)
+    cache.write_text("not a folder")
+    ref = bold.load_masked_run(path, brain)
+    with caplog.at_level("WARNING", logger="bids_facedecode.bidsio.bold"):
+        mask_img = bold.compute_brain_mask(path, cache)
+        for _ in range(2):
+            np.testing.assert_array_equal(bold.load_masked_run_cached(path, brain, cache), ref)
+    warnings = [r for r in caplog.records if "cannot write the run cache" in r.getMessage()]
+    assert len(warnings) == 1 and str(cache) in warnings[0].getMessage()  # once per folder
+    assert np.array_equal(np.asarray(mask_img.dataobj).astype(bool),
+                          np.asarray(bold.compute_brain_mask(path).dataobj).astype(bool))
+    assert sorted(p.name for p in cache.parent.iterdir()) == ["sub-01"]  # nothing left behind

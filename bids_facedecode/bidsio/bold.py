@@ -355,10 +355,13 @@ def compute_brain_mask(bold: Path, cache_dir: Path | None = None) -> nib.Nifti1I
         mask = np.asarray(mask_img.dataobj).astype(bool)
         if mask.any():
             _cache_store(cache_dir, bold, mask, run.masked(mask), run.slope, run.inter)
-        cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".tmp{os.getpid()}-{target.name}")
-        mask_img.to_filename(str(tmp))
-        os.replace(tmp, target)
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            mask_img.to_filename(str(tmp))
+            os.replace(tmp, target)
+        except OSError as exc:
+            _cache_failed(cache_dir, exc, tmp)
     del run
     release_thread_buffers()
     return mask_img
@@ -410,19 +413,46 @@ def cache_key(bold: Path, mask: np.ndarray) -> str:
     return h.hexdigest()[:20]
 
 
+_CACHE_WARNED: set[str] = set()
+_CACHE_LOCK = threading.Lock()
+
+
+def _cache_failed(cache_dir: Path, exc: OSError, *partial: Path) -> None:
+    """A cache write failed (full disk, read-only or unusable work dir): remove what it left,
+    warn once per cache folder and go on without it (the results do not depend on the cache)."""
+    for path in partial:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
+    with _CACHE_LOCK:
+        first = str(cache_dir) not in _CACHE_WARNED
+        _CACHE_WARNED.add(str(cache_dir))
+    if first:
+        LOG.warning("cannot write the run cache in %s (%s); going on without it, so a rerun "
+                    "will read and decompress the runs again (choose another work dir with -w)",
+                    cache_dir, exc.strerror or exc)
+
+
 def _cache_store(cache_dir: Path, bold: Path, mask: np.ndarray, raw: np.ndarray,
                  slope: float, inter: float) -> None:
-    """Write a masked run (stored dtype) and its scaling; the ``.npy`` appears last, atomically."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    """Write a masked run (stored dtype) and its scaling; the ``.npy`` appears last, atomically.
+
+    A failed write leaves nothing behind and is only warned about (see :func:`_cache_failed`).
+    """
     key = cache_key(bold, mask)
     target = cache_dir / f"{key}.npy"
     meta = cache_dir / f"{key}.json"
-    tmp_meta = meta.with_name(f".tmp{os.getpid()}-{meta.name}")
-    tmp_meta.write_text(json.dumps({"slope": slope, "inter": inter, "source": str(bold)}))
-    os.replace(tmp_meta, meta)
+    tmp_meta = meta.with_name(f".tmp{os.getpid()}-{threading.get_ident()}-{meta.name}")
     tmp = cache_dir / f".tmp{os.getpid()}-{threading.get_ident()}-{key}.npy"
-    write_npy(tmp, raw)  # around the page cache where possible (see bidsio.direct_io)
-    os.replace(tmp, target)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp_meta.write_text(json.dumps({"slope": slope, "inter": inter, "source": str(bold)}))
+        os.replace(tmp_meta, meta)
+        write_npy(tmp, raw)  # around the page cache where possible (see bidsio.direct_io)
+        os.replace(tmp, target)
+    except OSError as exc:
+        _cache_failed(cache_dir, exc, tmp_meta, tmp)
 
 
 def _cache_load(cache_dir: Path, bold: Path, mask: np.ndarray):
