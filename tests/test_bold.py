@@ -203,6 +203,45 @@ def test_gunzip_into_members_and_limits(tmp_path, monkeypatch, backend):
     assert bold.gunzip_into(cut, buf) < len(a)  # truncated: fewer bytes (the caller names it)
 
 
+def _corrupt(data: bytes, at: int, n: int = 64) -> bytes:
+    out = bytearray(data)
+    for i in range(at, at + n):
+        out[i] ^= 0x5A
+    return bytes(out)
+
+
+def test_gunzip_into_checks_the_crc(tmp_path, monkeypatch, backend):
+    """Reading stops at the end of the data but still reaches the member's CRC-32: a file whose
+    middle was damaged (and still inflates) or whose trailer is missing raises."""
+    monkeypatch.setattr(bold, "_GZ_IN", 4096)
+    rng = np.random.default_rng(1)
+    data = rng.normal(1000, 20, 300_000).astype("<i2").tobytes()
+    packed = gzip.compress(data, 1)
+    good, bad, cut = tmp_path / "good.gz", tmp_path / "bad.gz", tmp_path / "nocrc.gz"
+    good.write_bytes(packed)
+    buf = memoryview(bytearray(len(data)))  # exactly the data, as read_raw_run asks
+    assert bold.gunzip_into(good, buf) == len(data) and bytes(buf) == data
+    # damage in the middle: some places still inflate to the full length (with wrong values,
+    # caught by the CRC), others break the stream; either way the read raises
+    decompressor_error = (bold._zlib.error, EOFError)
+    for at in range(len(packed) // 4, len(packed) * 3 // 4, len(packed) // 16):
+        bad.write_bytes(_corrupt(packed, at))
+        with pytest.raises(decompressor_error):
+            bold.gunzip_into(bad, memoryview(bytearray(len(data))))
+    cut.write_bytes(packed[:-8])  # the data complete, the CRC and length gone
+    with pytest.raises(EOFError, match="truncated"):
+        bold.gunzip_into(cut, memoryview(bytearray(len(data))))
+
+
+def test_damaged_gzip_run_is_a_data_error_naming_the_file(tmp_path, rng, backend):
+    brain, data = _brain(rng)
+    path = _write(tmp_path / "b.nii.gz", np.rint(data / 0.05), np.int16, slope=0.05)
+    packed = path.read_bytes()
+    path.write_bytes(_corrupt(packed, len(packed) // 2))
+    with pytest.raises(DataError, match="b.nii.gz: cannot read image data"):
+        bold.load_masked_run(path, brain)
+
+
 def test_unwritable_cache_is_warned_about_and_skipped(tmp_path, rng, caplog):
     """A work dir that cannot hold the cache (here: a file where the cache folder should be)
     costs a warning, not the analysis: the data and the mask are the same as without a cache."""

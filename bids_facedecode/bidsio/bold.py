@@ -145,7 +145,9 @@ _GZ_IN, _GZ_OUT = 1 << 20, 1 << 18
 def gunzip_into(path: Path, buf: memoryview) -> int:
     """Decompress a gzip file into ``buf`` (1 MB read, at most 256 kB written a step); bytes written.
 
-    Stops when ``buf`` is full (the NIfTI data end there; trailing extensions are ignored).
+    Stops when ``buf`` is full (the NIfTI data end there; trailing extensions are ignored),
+    after decompressing to the end of the gzip member so that its CRC-32 is checked: a file
+    corrupted on disk or in transfer raises instead of giving wrong values.
     A gzip reader's ``readinto`` makes a temporary as large as the request (~130 MB a run)
     and copies it; a decompressor object (ISA-L when installed, else zlib) fed pieces keeps
     its temporaries small, which saves the page faults of a fresh 130 MB block per run
@@ -158,16 +160,23 @@ def gunzip_into(path: Path, buf: memoryview) -> int:
     with open(path, "rb") as fh:
         d = _zlib.decompressobj(wbits=31)
         pending = fh.read(_GZ_IN)
-        while n < cap and pending:
-            out = d.decompress(pending, min(_GZ_OUT, cap - n))
-            buf[n : n + len(out)] = out
-            n += len(out)
-            if d.eof:  # end of a gzip member: another may follow
+        while pending:
+            if n < cap:
+                out = d.decompress(pending, min(_GZ_OUT, cap - n))
+                buf[n : n + len(out)] = out
+                n += len(out)
+            else:  # past the data: decompressed only to reach (and check) the member's CRC
+                d.decompress(pending, _GZ_OUT)
+            if d.eof:  # end of a gzip member, its checksum verified: another may follow
+                if n >= cap:
+                    break
                 pending = d.unused_data or fh.read(_GZ_IN)
                 if pending:
                     d = _zlib.decompressobj(wbits=31)
             else:
                 pending = d.unconsumed_tail or fh.read(_GZ_IN)
+    if n >= cap and not d.eof:
+        raise EOFError("the gzip stream ends before its checksum (truncated file)")
     return n
 
 
