@@ -78,8 +78,8 @@ def analyse_participant(settings: Settings, layout, subject: str, spaces: list[L
         mask_img = participant_mask(inputs.runs, cache)  # a raw run 1 is cached while masked
     mask = np.asarray(mask_img.dataobj).astype(bool)
     analyses = plan_analyses(settings, inputs, mask_img)
-    ne = fit_joint_glm(inputs, latents, mask, settings, device, cache, run_hooks=analyses.hooks(),
-                       partition=analyses.halves)
+    ne = fit_joint_glm(inputs, latents, mask, settings, device, cache,
+                       partitions=(analyses.halves, analyses.cv))
     timings["glm"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()

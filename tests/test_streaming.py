@@ -261,12 +261,73 @@ def test_partition_is_accumulated_in_the_same_pass(stream_case):
     base = _fit(stream_case, nprocs=2)
     halves = FoldAccumulator(half_of_runs(inputs.runs), "split-half reliability")
     total = fit_joint_glm(inputs, latents, mask, dataclasses.replace(settings, nprocs=2),
-                          torch.device("cpu"), None, precision="double", partition=halves)
+                          torch.device("cpu"), None, precision="double", partitions=[halves])
     _same(total, base, 1e-12)
-    odd = dataclasses.replace(inputs, runs=inputs.runs[::2], trials=inputs.trials[::2],
-                              confounds=inputs.confounds[::2] if inputs.confounds else None)
-    _same(halves.parts[0], _fit((settings, odd, latents, mask, None), nprocs=1), 1e-12)
+    _same(halves.parts[0], _fit(_subset(stream_case, inputs.runs[::2]), nprocs=1), 1e-12)
     assert sorted(halves.parts) == [0]  # the other half is the total minus this one
+
+
+def _subset(case, runs):
+    settings, inputs, latents, mask, _ = case
+    keep = [inputs.runs.index(r) for r in runs]
+    sub = dataclasses.replace(
+        inputs, runs=[inputs.runs[k] for k in keep], trials=[inputs.trials[k] for k in keep],
+        confounds=[inputs.confounds[k] for k in keep] if inputs.confounds else None)
+    return settings, sub, latents, mask, None
+
+
+@pytest.mark.parametrize("sessions", [[0, 0, 1, 1], [0, 1, 0, 1], [0, 0, 0, 1], [0, 1, 2, 2]])
+def test_halves_and_cv_folds_in_one_pass_each_run_once(stream_case, monkeypatch, sessions):
+    """Both partitions at once (the ridge CV folds and the split halves): every run is
+    accumulated exactly once, and each fold, the first half and the total equal separate fits."""
+    from bids_facedecode.workflow import streaming
+    from bids_facedecode.workflow.folds import FoldAccumulator, half_of_runs
+
+    settings, inputs, latents, mask, _ = stream_case
+    runs = inputs.runs[: len(sessions)]
+    case = _subset(stream_case, runs)
+    base = _fit(case, nprocs=2)
+    halves = FoldAccumulator(half_of_runs(runs), "halves")
+    cv = FoldAccumulator(sessions, "cv")
+    seen = []
+    real = streaming.glm.accumulate_runs
+
+    def counting(targets, batch, voxel_chunk=None):
+        seen.extend(id(r[1]) for r in batch)
+        return real(targets, batch, voxel_chunk=voxel_chunk)
+
+    monkeypatch.setattr(streaming.glm, "accumulate_runs", counting)
+    total = streaming.fit_joint_glm(case[1], latents, mask, dataclasses.replace(settings, nprocs=2),
+                                    torch.device("cpu"), None, precision="double",
+                                    partitions=[halves, cv])
+    monkeypatch.undo()
+    assert len(seen) == len(runs)  # each run once
+    _same(total, base, 1e-12)
+    _same(halves.parts[0], _fit(_subset(stream_case, runs[::2]), nprocs=1), 1e-12)
+    folds = cv.folds(total)
+    for f in range(cv.n_folds):
+        mine = [r for r, s in zip(runs, sessions, strict=True) if s == f]
+        _same(folds[f], _fit(_subset(stream_case, mine), nprocs=1), 1e-10)
+
+
+def test_stream_plan_orders_groups_and_copies_first_halves():
+    from bids_facedecode.workflow.folds import FoldAccumulator, stream_plan
+
+    halves = FoldAccumulator([0, 1, 0, 1, 0, 1], "halves")
+    cv = FoldAccumulator([0, 0, 1, 1, 2, 2], "cv")
+    plan = stream_plan([halves, cv], 6)
+    assert plan.order == [4, 5, 0, 1, 2, 3]  # the last fold (home: the total) first
+    assert plan.home == [1, 1, 2, 2, 0, 0] and plan.n_slots == 4
+    assert plan.copies == {0: [(0, 3)], 2: [(1, 3)], 4: [(2, 3)]}
+    assert plan.final == [(1, 0), (2, 0)]
+    only = stream_plan([halves, None], 6)
+    assert only.order == [1, 3, 5, 0, 2, 4] and only.home == [1, 0, 1, 0, 1, 0]
+    assert only.copies == {} and only.final == [(1, 0)] and only.n_slots == 2
+    assert stream_plan([], 3).order == [0, 1, 2]
+    with pytest.raises(DataError, match="2 groups"):
+        stream_plan([FoldAccumulator([0, 1, 2], "a"), FoldAccumulator([0, 1, 2], "b")], 3)
+    with pytest.raises(DataError, match="labels for 4 runs"):
+        stream_plan([halves], 4)
 
 
 def test_stream_holds_a_bounded_number_of_runs(stream_case, monkeypatch):

@@ -50,10 +50,6 @@ class Analyses:
     rois: dict[str, np.ndarray] = field(default_factory=dict)   # region -> bool (V,)
     saved: dict[str, SavedDecoder] = field(default_factory=dict)  # space -> decoder
 
-    def hooks(self) -> list:
-        """Run hooks for :func:`bids_facedecode.workflow.streaming.fit_joint_glm`."""
-        return [self.cv] if self.cv is not None else []
-
 
 def load_saved_decoders(settings: Settings) -> dict[str, SavedDecoder]:
     """The ``--decoder-from`` files, by latent space."""

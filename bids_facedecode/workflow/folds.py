@@ -3,9 +3,13 @@
 The reliability checks need the GLM of two halves of the runs (odd / even runs: the
 test-image betas of each half), and the ridge decoder needs the GLM of every
 cross-validation fold (sessions, else odd / even runs). Each is the same joint model
-accumulated over a subset of runs, so a :class:`FoldAccumulator` is handed to
-:func:`bids_facedecode.workflow.streaming.fit_joint_glm` as a run hook: after a run has been
-added to the total, the hook adds it to its fold's accumulator. The last fold is never
+accumulated over a subset of runs: a :class:`FoldAccumulator` names the groups, and
+:func:`stream_plan` arranges the pass of
+:func:`bids_facedecode.workflow.streaming.fit_joint_glm` so that every run is accumulated
+**once**, into one accumulator, whatever the groups: runs are streamed group by group, each
+group's runs go into its own accumulator (the last group's straight into the total), the total
+is the sum of the groups, and the halves, when the folds are there too, receive a copy of the
+first half of each fold as soon as it is complete. The last group of each partition is never
 accumulated: it is the total minus the others (exact sums of float64 accumulators).
 """
 
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -91,14 +96,19 @@ def solve_present(ne: glm.NormalEquations) -> tuple[torch.Tensor, list[str]]:
 
 
 class FoldAccumulator:
-    """Run hook: accumulate each run into the normal equations of its fold.
+    """The groups of runs of one partition, and their normal equations once the pass is done.
 
     Parameters
     ----------
     fold_of_run : sequence of int
-        Fold label (0..K−1) of each run, in the order ``fit_joint_glm`` streams them.
+        Group label (0..K−1) of each run, in acquisition order (``inputs.runs``).
     name : str
-        What the folds are for (logs and messages).
+        What the groups are for (logs and messages).
+
+    Attributes
+    ----------
+    parts : dict of int to NormalEquations
+        Filled by the pass: the groups ``0..K−2`` (the last is derived, see :meth:`folds`).
     """
 
     def __init__(self, fold_of_run: Sequence[int], name: str):
@@ -108,18 +118,6 @@ class FoldAccumulator:
             raise DataError(f"{name}: needs at least 2 groups of runs, got {self.n_folds}")
         self.name = name
         self.parts: dict[int, glm.NormalEquations] = {}
-        self.voxel_chunk: int | None = None
-
-    def __call__(self, k: int, ne_total: glm.NormalEquations, design, Y) -> None:
-        """Add run ``k`` (its design and data, as accumulated into ``ne_total``) to its fold."""
-        fold = self.fold_of_run[k]
-        if fold == self.n_folds - 1:  # the last fold is the total minus the others
-            return
-        if fold not in self.parts:
-            self.parts[fold] = glm.new_normal_equations(ne_total.names, ne_total.n_voxels,
-                                                        ne_total.device, ne_total.precision)
-        glm.accumulate_run(self.parts[fold], design.shared, Y, design.nuisance,
-                           voxel_chunk=self.voxel_chunk, factor=getattr(design, "factor", None))
 
     def folds(self, total: glm.NormalEquations) -> list[glm.NormalEquations]:
         """The normal equations of every fold (the last one derived from ``total``)."""
@@ -128,3 +126,97 @@ class FoldAccumulator:
             raise DataError(f"{self.name}: fold(s) {missing} received no run")
         parts = [self.parts[f] for f in range(self.n_folds - 1)]
         return parts + [subtract(total, parts)]
+
+
+@dataclass
+class StreamPlan:
+    """How one pass fills the total and the groups of up to two partitions (:func:`stream_plan`).
+
+    Accumulator slot 0 is the total; slots ``1..K−1`` the groups ``0..K−2`` of the primary
+    partition (the one with more groups); the next slot, with a secondary partition, its first
+    half.
+
+    Attributes
+    ----------
+    order : list of int
+        Runs (indices into ``inputs.runs``) in streaming order.
+    home : list of int
+        Accumulator slot of each run (by run index): the only one it is added to.
+    copies : dict of int to list of (int, int)
+        After the run at this position of ``order`` (its group now complete), add slot ``a``
+        into slot ``b`` for each ``(a, b)`` — the secondary partition's half, from the home of
+        a group that holds nothing else yet.
+    final : list of (int, int)
+        At the end, add slot ``a`` into slot ``b`` (the groups into the total).
+    n_slots : int
+    """
+
+    order: list[int]
+    home: list[int]
+    copies: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    final: list[tuple[int, int]] = field(default_factory=list)
+    n_slots: int = 1
+    primary: FoldAccumulator | None = None
+    secondary: FoldAccumulator | None = None
+
+    def hand_out(self, slots: Sequence[glm.NormalEquations]) -> glm.NormalEquations:
+        """Give each partition its parts; return the total."""
+        if self.primary is not None:
+            present = set(self.primary.fold_of_run)
+            self.primary.parts = {f: slots[1 + f] for f in range(self.primary.n_folds - 1)
+                                  if f in present}
+        if self.secondary is not None and 0 in self.secondary.fold_of_run:
+            self.secondary.parts = {0: slots[self.primary.n_folds]}
+        return slots[0]
+
+
+def stream_plan(partitions: Sequence[FoldAccumulator], n_runs: int) -> StreamPlan:
+    """Order and accumulators of a pass that fills the total and each partition's groups.
+
+    Every run is accumulated once. With one partition its groups are the homes (the last group
+    goes straight into the total) and the total is their sum. With two, the one with more groups
+    (the CV folds) gives the homes and the other must have 2 groups (the split halves): each fold
+    streams its first-half runs first, into its still empty home, which is then copied into the
+    first half; the last fold goes first (its home is the total).
+
+    Parameters
+    ----------
+    partitions : sequence of FoldAccumulator
+        At most two; a second one with exactly two groups.
+    n_runs : int
+
+    Returns
+    -------
+    StreamPlan
+    """
+    parts = [p for p in partitions if p is not None]
+    for p in parts:
+        if len(p.fold_of_run) != n_runs:
+            raise DataError(f"{p.name}: {len(p.fold_of_run)} group labels for {n_runs} runs")
+    if not parts:
+        return StreamPlan(order=list(range(n_runs)), home=[0] * n_runs)
+    if len(parts) > 2:
+        raise DataError("a pass fills at most two partitions of the runs")
+    primary = max(parts, key=lambda p: p.n_folds)
+    secondary = next((p for p in parts if p is not primary), None)
+    if secondary is not None and secondary.n_folds != 2:
+        raise DataError(f"{secondary.name}: a second partition must have 2 groups")
+    last = primary.n_folds - 1
+    home = [0 if f == last else 1 + f for f in primary.fold_of_run]
+    half = [0] * n_runs if secondary is None else secondary.fold_of_run
+    # the last fold first (its home, the total, must be empty for its half copy), then the
+    # others; inside a fold the first half first, each half in acquisition order
+    order = sorted(range(n_runs), key=lambda k: (primary.fold_of_run[k] != last,
+                                                 primary.fold_of_run[k], half[k], k))
+    plan = StreamPlan(order=order, home=home, n_slots=primary.n_folds + (secondary is not None),
+                      primary=primary, secondary=secondary)
+    if secondary is not None:
+        target = primary.n_folds
+        for i, k in enumerate(order):
+            nxt = order[i + 1] if i + 1 < n_runs else None
+            group_ends = nxt is None or (primary.fold_of_run[nxt], half[nxt]) != (
+                primary.fold_of_run[k], half[k])
+            if half[k] == 0 and group_ends:
+                plan.copies[i] = [(home[k], target)]
+    plan.final = [(1 + f, 0) for f in range(last) if f in set(primary.fold_of_run)]
+    return plan

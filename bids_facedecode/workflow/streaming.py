@@ -11,9 +11,11 @@ more in page faults than the reading). Memory is bounded by the batch, the read-
 
 The latent block of the design is passed to the GLM as its factor (HRF response per training
 trial × latent vectors; :attr:`bids_facedecode.design.RunDesign.factor`), which halves the
-arithmetic of ``XᵀY`` for a real subject. A *partition* of the runs (the split halves of the
-reliability analysis) is accumulated part by part in the same pass, at no extra arithmetic:
-the total is the sum of the parts.
+arithmetic of ``XᵀY`` for a real subject. The groups of runs that need their own normal
+equations (the split halves of the reliability analysis, the ridge decoder's CV folds) are filled
+in the same pass at no extra arithmetic: runs are streamed group by group, each into one
+accumulator, and the total is the sum of the groups
+(:func:`bids_facedecode.workflow.folds.stream_plan`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import logging
 import queue
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -38,7 +40,7 @@ from ..bidsio.layout import RunInfo
 from ..config import Settings
 from ..design import build_run_design
 from ..errors import DataError
-from .folds import FoldAccumulator
+from .folds import FoldAccumulator, stream_plan
 from .inputs import ParticipantInputs
 from .spaces import JointLatents
 
@@ -85,8 +87,7 @@ def reader_memory(nprocs: int, n_scans: int, mask: np.ndarray) -> int:
 def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.ndarray,
                   settings: Settings, device: torch.device, cache_dir: Path | None,
                   precision: str | None = None,
-                  run_hooks: Sequence[Callable] = (),
-                  partition: FoldAccumulator | None = None) -> glm.NormalEquations:
+                  partitions: Sequence[FoldAccumulator | None] = ()) -> glm.NormalEquations:
     """Stream the runs through the design and the normal equations (one pass over the data).
 
     Parameters
@@ -101,10 +102,10 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
         Masked-run cache (see :mod:`bids_facedecode.bidsio.bold`).
     precision : {"mixed", "double"}, optional
         Overrides ``settings.glm_precision``.
-    run_hooks : sequence of callables
-        Each is called as ``hook(k, ne, design, Y)`` with run ``k``'s design and data as soon as
-        the run is read (``ne`` gives names, voxels and device; the run itself may still be
-        pending in a batch), e.g. :class:`bids_facedecode.workflow.folds.FoldAccumulator`.
+    partitions : sequence of FoldAccumulator (or None)
+        Groups of runs whose own normal equations are wanted too (the split halves, the CV
+        folds); filled in the same pass, each run still accumulated once
+        (:func:`bids_facedecode.workflow.folds.stream_plan`).
 
     Returns
     -------
@@ -120,19 +121,16 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
     t0 = time.perf_counter()
 
     first = _design(inputs, latents, settings, 0)
-    labels = list(partition.fold_of_run) if partition is not None else [0] * len(runs)
-    if len(labels) != len(runs):
-        raise DataError(f"partition of {len(labels)} runs for {len(runs)} runs")
-    parts = [glm.new_normal_equations(first.shared_names, n_vox, device, precision=precision)
-             for _ in range(max(labels) + 1)]
-    for p in parts[1:]:
-        p.workspace = parts[0].workspace  # one set of batch buffers
-    extra = sum(h.n_folds - 1 for h in run_hooks if isinstance(h, FoldAccumulator))
+    plan = stream_plan(partitions, len(runs))
+    slots = [glm.new_normal_equations(first.shared_names, n_vox, device, precision=precision)
+             for _ in range(plan.n_slots)]
+    for s in slots[1:]:
+        s.workspace = slots[0].workspace  # one set of batch buffers
     rows, chunk = glm.plan_stream(int(settings.mem_gb * 2**30), len(first.shared_names), n_vox,
                                   longest, precision, held_rows=ahead * longest,
-                                  accumulators=len(parts) + extra,
+                                  accumulators=plan.n_slots,
                                   reader_bytes=reader_memory(workers, longest, mask))
-    ne = parts[-1]
+    ne = slots[0]
     LOG.info("sub-%s: GLM of %d regressors x %d voxels, %s precision, batches of <= %d volumes, "
              "voxel chunks of %d", inputs.subject, ne.n_regressors, n_vox, precision, rows, chunk)
 
@@ -161,8 +159,7 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
     pending: list[tuple] = []
     pending_rows = 0
     wait = 0.0
-    # the runs of one part are streamed together, so a batch rarely feeds two accumulators
-    order = sorted(range(len(runs)), key=lambda k: labels[k])
+    order = plan.order
     with quiet_cpu(), ThreadPoolExecutor(max_workers=workers) as pool:
         futures = deque(pool.submit(load, runs[k]) for k in order[:ahead])
         for i, k in enumerate(order):
@@ -175,23 +172,25 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
                 futures.append(pool.submit(load, runs[order[i + ahead]]))
             if Y.shape[0] != run.n_scans:
                 raise DataError(f"{run.bold}: {Y.shape[0]} volumes, header says {run.n_scans}")
-            for hook in run_hooks:
-                hook(k, ne, design, Y)
             if pending and pending_rows + Y.shape[0] > rows:
                 flush()
                 pending_rows = 0
             pending.append((design.shared, Y, design.nuisance, design.factor,
-                            parts[labels[k]], buf))
+                            slots[plan.home[k]], buf))
             pending_rows += Y.shape[0]
             del Y, buf
+            if i in plan.copies:  # a group is complete: copy it where it is also needed
+                flush()
+                pending_rows = 0
+                for a, b in plan.copies[i]:
+                    slots[b].add_(slots[a])
             LOG.debug("sub-%s: run %d/%d (%s) read, %.1f s", inputs.subject, i + 1, len(runs),
                       run.label, time.perf_counter() - t0)
         flush()
         ne.workspace.clear()
-    for p in parts[:-1]:
-        ne.add_(p)  # the last part becomes the total
-    if partition is not None:
-        partition.parts = dict(enumerate(parts[:-1]))
+    for a, b in plan.final:
+        slots[b].add_(slots[a])
+    ne = plan.hand_out(slots)
     LOG.info("sub-%s: %d runs accumulated in %.1f s (%.1f s waiting for data)", inputs.subject,
              len(runs), time.perf_counter() - t0, wait)
     return ne
