@@ -89,3 +89,29 @@ def test_fold_labels():
         cv_folds_of_runs([run(None)])
     with pytest.raises(DataError, match="2 groups"):
         FoldAccumulator([0, 0], "x")
+
+
+def test_folds_restricted_to_voxels_equal_the_full_folds_sliced(rng):
+    """The ridge CV solves its folds only at the decoded voxels: same normal equations there."""
+    runs = _runs(rng, n_runs=6)
+    names = ["a", "b", "c", "d"]
+    labels = [0, 1, 2, 0, 1, 2]
+    total = glm.new_normal_equations(names, 7, "cpu")
+    acc = FoldAccumulator(labels, "test")
+    for f in range(2):
+        acc.parts[f] = glm.new_normal_equations(names, 7, "cpu")
+    for k, (X, N, Y) in enumerate(runs):
+        glm.accumulate_run(total, X, Y, N)
+        if labels[k] < 2:
+            glm.accumulate_run(acc.parts[labels[k]], X, Y, N)
+    index = np.array([1, 4, 6])
+    full = acc.folds(total)
+    small = acc.folds(voxels(total, index), index)
+    for a, b in zip(full, small, strict=True):
+        sliced = voxels(a, index)
+        for name in ("xtx", "xty", "yty", "x_ss"):
+            np.testing.assert_allclose(getattr(b, name).numpy(), getattr(sliced, name).numpy(),
+                                       rtol=1e-12, atol=1e-12)
+        assert (b.n_obs, b.n_nuisance) == (sliced.n_obs, sliced.n_nuisance)
+    with pytest.raises(DataError, match="different voxels"):
+        acc.folds(total, index)  # the total not restricted

@@ -29,7 +29,14 @@ from ..bidsio.labels import stimulus_genders
 from ..config import Settings
 from ..errors import DataError, UsageError
 from ..images import load_images
-from .folds import FoldAccumulator, cv_folds_of_runs, half_of_runs, solve_present, subtract
+from .folds import (
+    FoldAccumulator,
+    cv_folds_of_runs,
+    half_of_runs,
+    solve_present,
+    subtract,
+    voxels,
+)
 from .inputs import ParticipantInputs
 from .reuse import SavedDecoder, load_decoder, voxel_index
 from .spaces import JointLatents, LatentSpace
@@ -201,10 +208,20 @@ def _half_test_betas(halves, ne_all, columns: list[str],
     return out
 
 
-def _fold_betas(folds, total, columns: list[str], D: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per fold: the maps W (rows z1..zD, face, all voxels) without the fold and of the fold alone."""
+def _ridge_voxels(score: np.ndarray, regions, n_voxels: int) -> np.ndarray:
+    """Sorted union of the voxels every region decodes from (where the ridge CV needs maps)."""
+    sels = [decode.select_voxels(score, min(n_voxels, score.size if m is None else int(m.sum())), m)
+            for _, m in regions if m is None or m.any()]
+    return np.unique(np.concatenate(sels))
+
+
+def _fold_betas(cv: FoldAccumulator, total, columns: list[str], D: int,
+                index: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per fold: the maps W (rows z1..zD, face) without the fold and of the fold alone, at the
+    voxels ``index`` only (the CV needs no others: ``P × len(index)`` per map, not ``P × V``)."""
+    total = voxels(total, index)
     out = []
-    for k, f in enumerate(folds):
+    for k, f in enumerate(cv.folds(total, index)):
         pair = []
         for part in (subtract(total, [f]), f):
             try:
@@ -284,8 +301,7 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
                    np.random.default_rng(settings.seed))
 
     latent_cov = np.cov(latents.train_raw[space.name], rowvar=False).reshape(D, D)
-    cv_folds = analyses.cv.folds(ne_all) if analyses.cv is not None else None
-    fold_betas = None  # solved once per space, sliced per region
+    fold_betas = ridge_vox = None  # solved once per space at the regions' voxels, sliced per region
     saved = analyses.saved.get(space.name)
     regions: list[tuple[str, np.ndarray | None]] = [("all", None)]
     if saved is None:
@@ -329,9 +345,11 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
                             lam = saved.ridge
                         else:
                             if fold_betas is None:
-                                fold_betas = _fold_betas(cv_folds, ne_all, columns, D)
-                            lam, errs = decode.choose_ridge([a[:, sel] for a, _ in fold_betas],
-                                                            [b[:, sel] for _, b in fold_betas],
+                                ridge_vox = _ridge_voxels(score, regions, settings.n_voxels)
+                                fold_betas = _fold_betas(analyses.cv, ne_all, columns, D, ridge_vox)
+                            at = np.searchsorted(ridge_vox, sel)
+                            lam, errs = decode.choose_ridge([a[:, at] for a, _ in fold_betas],
+                                                            [b[:, at] for _, b in fold_betas],
                                                             latent_cov, D)
                             cv_rows += [{"roi": roi, "ridge": g, "cv_error": e, "chosen": g == lam}
                                         for g, e in zip(decode.RIDGE_GRID, errs, strict=True)]

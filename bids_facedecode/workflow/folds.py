@@ -119,12 +119,21 @@ class FoldAccumulator:
         self.name = name
         self.parts: dict[int, glm.NormalEquations] = {}
 
-    def folds(self, total: glm.NormalEquations) -> list[glm.NormalEquations]:
-        """The normal equations of every fold (the last one derived from ``total``)."""
+    def folds(self, total: glm.NormalEquations,
+              index: np.ndarray | None = None) -> list[glm.NormalEquations]:
+        """The normal equations of every fold (the last one derived from ``total``).
+
+        With ``index``, restricted to those voxels (``total`` must already be restricted to
+        them): copies of ``P × len(index)``, not of ``P × V``.
+        """
         missing = [f for f in range(self.n_folds - 1) if f not in self.parts]
         if missing:
             raise DataError(f"{self.name}: fold(s) {missing} received no run")
         parts = [self.parts[f] for f in range(self.n_folds - 1)]
+        if index is not None:
+            parts = [voxels(p, index) for p in parts]
+        if any(p.n_voxels != total.n_voxels for p in parts):
+            raise DataError(f"{self.name}: folds and total have different voxels")
         return parts + [subtract(total, parts)]
 
 
