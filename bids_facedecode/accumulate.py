@@ -438,8 +438,8 @@ def stream_memory(
     held_rows : int
         Volumes of runs read ahead of the batch (prefetch).
     accumulators : int
-        Normal equations filled in the same pass (the total or the parts of a partition,
-        plus the folds of run hooks).
+        Normal equations filled in the same pass (the total, and the groups of the split
+        halves and CV folds: ``workflow.folds.stream_plan``).
     reader_bytes : int
         Held by the readers during the pass (their decompression buffers).
 
