@@ -117,3 +117,57 @@ def test_run_cache_is_written_around_the_page_cache(tmp_path, rng, monkeypatch):
     np.testing.assert_array_equal(hit, miss)
     monkeypatch.setattr(direct_io, "_O_DIRECT", 0)
     np.testing.assert_array_equal(bold.load_masked_run_cached(path, brain, cache), miss)
+
+
+@pytest.mark.parametrize("refuse", ["open", "write", "read"])
+def test_file_systems_refusing_direct_io_fall_back_to_ordinary_io(tmp_path, rng, monkeypatch,
+                                                                   refuse):
+    """A file system may refuse O_DIRECT when opening, or only at the first transfer (EINVAL):
+    the same bytes then go through ordinary I/O, and a half-written file is rewritten whole."""
+    import errno
+    import os
+
+    if not direct_io._O_DIRECT:
+        pytest.skip("no O_DIRECT on this platform")
+    arr = _aligned(rng.integers(-999, 999, (64, 1500)).astype(np.int16))
+    path = tmp_path / "r.npy"
+    real_open, real_pwrite, real_preadv = os.open, os.pwrite, os.preadv
+    direct_fds = set()
+
+    def fake_open(p, flags, *args):
+        if flags & direct_io._O_DIRECT:
+            if refuse == "open":
+                raise OSError(errno.EINVAL, "Invalid argument")
+            fd = real_open(p, flags, *args)
+            direct_fds.add(fd)
+            return fd
+        return real_open(p, flags, *args)
+
+    def fake_pwrite(fd, data, offset):
+        if refuse == "write" and fd in direct_fds and offset > 0:  # after the header block
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_pwrite(fd, data, offset)
+
+    def fake_preadv(fd, buffers, offset):
+        if refuse == "read" and fd in direct_fds:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_preadv(fd, buffers, offset)
+
+    monkeypatch.setattr(os, "open", fake_open)
+    monkeypatch.setattr(os, "pwrite", fake_pwrite)
+    monkeypatch.setattr(os, "preadv", fake_preadv)
+    used = direct_io.write_npy(path, arr)
+    assert used is (refuse == "read")
+    buffer_for, _ = _buffers()
+    np.testing.assert_array_equal(direct_io.read_npy(path, buffer_for), arr)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(np.load(path), arr)
+    assert path.stat().st_size == direct_io.ALIGN + arr.nbytes
+
+
+def test_other_io_errors_are_not_hidden(tmp_path, rng):
+    arr = _aligned(rng.standard_normal((16, 512)))
+    with pytest.raises(OSError):
+        direct_io.write_npy(tmp_path / "missing-folder" / "x.npy", arr)
+    with pytest.raises(OSError):
+        direct_io.read_npy(tmp_path / "absent.npy", direct_io.aligned_buffer)
