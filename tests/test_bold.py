@@ -260,3 +260,21 @@ def test_unwritable_cache_is_warned_about_and_skipped(tmp_path, rng, caplog):
     assert np.array_equal(np.asarray(mask_img.dataobj).astype(bool),
                           np.asarray(bold.compute_brain_mask(path).dataobj).astype(bool))
     assert sorted(p.name for p in cache.parent.iterdir()) == ["sub-01"]  # nothing left behind
+
+
+def test_damaged_cache_entry_is_detected_by_its_checksum(tmp_path, rng, caplog):
+    """A cached run whose bytes changed on disk (same size, valid header) is read again."""
+    brain, data = _brain(rng)
+    path = _write(tmp_path / "b.nii.gz", np.rint(data / 0.05), np.int16, slope=0.05)
+    cache = tmp_path / "cache"
+    ref = bold.load_masked_run_cached(path, brain, cache)
+    (entry,) = cache.glob("*.npy")
+    blob = bytearray(entry.read_bytes())
+    blob[-100] ^= 0xFF  # one byte of the data
+    entry.write_bytes(bytes(blob))
+    with caplog.at_level("WARNING", logger="bids_facedecode.bidsio.bold"):
+        again = bold.load_masked_run_cached(path, brain, cache)
+    np.testing.assert_array_equal(again, ref)
+    assert any("checksum" in r.getMessage() for r in caplog.records)
+    stored = np.load(entry)  # rewritten whole
+    np.testing.assert_array_equal(stored * np.float32(0.05), ref)

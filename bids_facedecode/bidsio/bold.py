@@ -445,7 +445,8 @@ def _cache_failed(cache_dir: Path, exc: OSError, *partial: Path) -> None:
 
 def _cache_store(cache_dir: Path, bold: Path, mask: np.ndarray, raw: np.ndarray,
                  slope: float, inter: float) -> None:
-    """Write a masked run (stored dtype) and its scaling; the ``.npy`` appears last, atomically.
+    """Write a masked run (stored dtype), its scaling and its CRC-32; the ``.npy`` appears last,
+    atomically.
 
     A failed write leaves nothing behind and is only warned about (see :func:`_cache_failed`).
     """
@@ -456,7 +457,8 @@ def _cache_store(cache_dir: Path, bold: Path, mask: np.ndarray, raw: np.ndarray,
     tmp = cache_dir / f".tmp{os.getpid()}-{threading.get_ident()}-{key}.npy"
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp_meta.write_text(json.dumps({"slope": slope, "inter": inter, "source": str(bold)}))
+        tmp_meta.write_text(json.dumps({"slope": slope, "inter": inter, "source": str(bold),
+                                        "crc32": _crc32(raw)}))
         os.replace(tmp_meta, meta)
         write_npy(tmp, raw)  # around the page cache where possible (see bidsio.direct_io)
         os.replace(tmp, target)
@@ -475,10 +477,17 @@ def _cache_load(cache_dir: Path, bold: Path, mask: np.ndarray):
         raw = read_npy(target, lambda n: _thread_buffer("cache", n))
         if raw.ndim != 2 or raw.shape[1] != int(mask.sum()):
             raise ValueError(f"shape {raw.shape}")
+        if _crc32(raw) != int(scale["crc32"]):  # damaged on disk (~1 ms a run with ISA-L)
+            raise ValueError("checksum")
         return raw, float(scale["slope"]), float(scale["inter"])
-    except (OSError, ValueError, KeyError, TypeError):
-        LOG.warning("Discarding unreadable cache file %s", target)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        LOG.warning("Discarding unreadable cache file %s (%s); reading the run again", target, exc)
         return None
+
+
+def _crc32(raw: np.ndarray) -> int:
+    """CRC-32 of an array's bytes (C order)."""
+    return _zlib.crc32(memoryview(np.ascontiguousarray(raw)).cast("B")) & 0xFFFFFFFF
 
 
 def load_masked_run_cached(bold: Path, mask: np.ndarray, cache_dir: Path | None,
