@@ -8,7 +8,8 @@ masked by one gather and only then converted to float32 and scaled. nibabel's ow
 as float64.
 
 The cache (``<work>/cache/sub-XX/``) holds each masked run in its stored dtype (int16 for
-scanner data: half the size of float32 and exact) with its scaling in a small JSON file, keyed by
+scanner data: half the size of float32 and exact) with its scaling and CRC-32 in a small JSON file
+(checked on every hit), keyed by
 the file's identity and the mask; the brain mask itself is cached under the first run's identity,
 so a rerun or a second latent space decompresses nothing. Cached runs are written and read by
 direct I/O where the file system allows it (:mod:`bids_facedecode.bidsio.direct_io`): a real
