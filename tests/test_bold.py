@@ -278,3 +278,22 @@ def test_damaged_cache_entry_is_detected_by_its_checksum(tmp_path, rng, caplog):
     assert any("checksum" in r.getMessage() for r in caplog.records)
     stored = np.load(entry)  # rewritten whole
     np.testing.assert_array_equal(stored * np.float32(0.05), ref)
+
+
+def test_cache_entries_of_older_versions_are_replaced_quietly(tmp_path, rng, caplog):
+    """Entries written before the checksum existed are read again once, without a warning
+    per run."""
+    import json
+
+    brain, data = _brain(rng)
+    path = _write(tmp_path / "b.nii.gz", np.rint(data / 0.05), np.int16, slope=0.05)
+    cache = tmp_path / "cache"
+    ref = bold.load_masked_run_cached(path, brain, cache)
+    (meta,) = cache.glob("*.json")
+    doc = json.loads(meta.read_text())
+    del doc["crc32"]
+    meta.write_text(json.dumps(doc))
+    with caplog.at_level("WARNING", logger="bids_facedecode.bidsio.bold"):
+        np.testing.assert_array_equal(bold.load_masked_run_cached(path, brain, cache), ref)
+    assert not caplog.records
+    assert "crc32" in json.loads(meta.read_text())  # rewritten with its checksum

@@ -474,6 +474,9 @@ def _cache_load(cache_dir: Path, bold: Path, mask: np.ndarray):
         return None
     try:
         scale = json.loads(meta.read_text())
+        if "crc32" not in scale:  # written by an older version: replaced without a warning
+            LOG.debug("cache entry %s has no checksum; reading the run again", target)
+            return None
         # into the thread's buffer (valid until its next read), around the page cache
         raw = read_npy(target, lambda n: _thread_buffer("cache", n))
         if raw.ndim != 2 or raw.shape[1] != int(mask.sum()):
