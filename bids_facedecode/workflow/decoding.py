@@ -208,9 +208,14 @@ def _half_test_betas(halves, ne_all, columns: list[str],
     return out
 
 
+def _n_selected(n_voxels: int, roi_mask: np.ndarray | None, V: int) -> int:
+    """How many voxels a region decodes from: ``--n-voxels``, or all of the region when fewer."""
+    return min(n_voxels, V if roi_mask is None else int(roi_mask.sum()))
+
+
 def _ridge_voxels(score: np.ndarray, regions, n_voxels: int) -> np.ndarray:
     """Sorted union of the voxels every region decodes from (where the ridge CV needs maps)."""
-    sels = [decode.select_voxels(score, min(n_voxels, score.size if m is None else int(m.sum())), m)
+    sels = [decode.select_voxels(score, _n_selected(n_voxels, m, score.size), m)
             for _, m in regions if m is None or m.any()]
     return np.unique(np.concatenate(sels))
 
@@ -318,8 +323,7 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
             sel = voxel_index(saved, analyses_mask(ne_all, saved))
             W, zm, decoders = saved.W, saved.z_mean, [saved.decoder]
         else:
-            n_avail = V if roi_mask is None else int(roi_mask.sum())
-            n_sel = min(settings.n_voxels, n_avail)
+            n_sel = _n_selected(settings.n_voxels, roi_mask, V)
             if roi_mask is None and settings.n_voxels > V:
                 LOG.warning("--n-voxels %d exceeds the %d brain voxels; using all", settings.n_voxels, V)
             if n_sel < D + 1 and "ridge" not in settings.decoders:
