@@ -364,7 +364,8 @@ def compute_brain_mask(bold: Path, cache_dir: Path | None = None) -> nib.Nifti1I
     if target is not None:
         mask = np.asarray(mask_img.dataobj).astype(bool)
         if mask.any():
-            _cache_store(cache_dir, bold, mask, run.masked(mask), run.slope, run.inter)
+            _cache_store(cache_dir, cache_key(bold, mask), bold, run.masked(mask), run.slope,
+                         run.inter)
         tmp = target.with_name(f".tmp{os.getpid()}-{target.name}")
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)
@@ -444,14 +445,14 @@ def _cache_failed(cache_dir: Path, exc: OSError, *partial: Path) -> None:
                     cache_dir, exc.strerror or exc)
 
 
-def _cache_store(cache_dir: Path, bold: Path, mask: np.ndarray, raw: np.ndarray,
+def _cache_store(cache_dir: Path, key: str, bold: Path, raw: np.ndarray,
                  slope: float, inter: float) -> None:
     """Write a masked run (stored dtype), its scaling and its CRC-32; the ``.npy`` appears last,
     atomically.
 
-    A failed write leaves nothing behind and is only warned about (see :func:`_cache_failed`).
+    ``key`` is :func:`cache_key` of the run and its mask. A failed write leaves nothing behind
+    and is only warned about (see :func:`_cache_failed`).
     """
-    key = cache_key(bold, mask)
     target = cache_dir / f"{key}.npy"
     meta = cache_dir / f"{key}.json"
     tmp_meta = meta.with_name(f".tmp{os.getpid()}-{threading.get_ident()}-{meta.name}")
@@ -467,8 +468,8 @@ def _cache_store(cache_dir: Path, bold: Path, mask: np.ndarray, raw: np.ndarray,
         _cache_failed(cache_dir, exc, tmp_meta, tmp)
 
 
-def _cache_load(cache_dir: Path, bold: Path, mask: np.ndarray):
-    key = cache_key(bold, mask)
+def _cache_load(cache_dir: Path, key: str, n_voxels: int):
+    """``(raw, slope, inter)`` of the cache entry ``key`` (:func:`cache_key`), or None."""
     target, meta = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
     if not (target.is_file() and meta.is_file()):
         return None
@@ -479,7 +480,7 @@ def _cache_load(cache_dir: Path, bold: Path, mask: np.ndarray):
             return None
         # into the thread's buffer (valid until its next read), around the page cache
         raw = read_npy(target, lambda n: _thread_buffer("cache", n))
-        if raw.ndim != 2 or raw.shape[1] != int(mask.sum()):
+        if raw.ndim != 2 or raw.shape[1] != n_voxels:
             raise ValueError(f"shape {raw.shape}")
         if _crc32(raw) != int(scale["crc32"]):  # damaged on disk (~1 ms a run with ISA-L)
             raise ValueError("checksum")
@@ -513,10 +514,11 @@ def load_masked_run_cached(bold: Path, mask: np.ndarray, cache_dir: Path | None,
     """
     if cache_dir is None:
         return load_masked_run(bold, mask, out)
-    hit = _cache_load(cache_dir, bold, mask)
+    key = cache_key(bold, mask)  # hashed once for the lookup and, on a miss, the store
+    hit = _cache_load(cache_dir, key, int(mask.sum()))
     if hit is None:
         raw, slope, inter = _read_masked_raw(bold, mask)
-        _cache_store(cache_dir, bold, mask, raw, slope, inter)
+        _cache_store(cache_dir, key, bold, raw, slope, inter)
     else:
         raw, slope, inter = hit
     return to_float32(raw, slope, inter, bold, out)
