@@ -157,7 +157,6 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
         pending.clear()
 
     pending: list[tuple] = []
-    pending_rows = 0
     wait = 0.0
     order = plan.order
     with quiet_cpu(), ThreadPoolExecutor(max_workers=workers) as pool:
@@ -172,16 +171,13 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
                 futures.append(pool.submit(load, runs[order[i + ahead]]))
             if Y.shape[0] != run.n_scans:
                 raise DataError(f"{run.bold}: {Y.shape[0]} volumes, header says {run.n_scans}")
-            if pending and pending_rows + Y.shape[0] > rows:
+            if pending and sum(p[1].shape[0] for p in pending) + Y.shape[0] > rows:
                 flush()
-                pending_rows = 0
             pending.append((design.shared, Y, design.nuisance, design.factor,
                             slots[plan.home[k]], buf))
-            pending_rows += Y.shape[0]
             del Y, buf
             if i in plan.copies:  # a group is complete: copy it where it is also needed
                 flush()
-                pending_rows = 0
                 for a, b in plan.copies[i]:
                     slots[b].add_(slots[a])
             LOG.debug("sub-%s: run %d/%d (%s) read, %.1f s", inputs.subject, i + 1, len(runs),
