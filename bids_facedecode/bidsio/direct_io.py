@@ -14,8 +14,8 @@ is missing (macOS, some file systems) or refused, the same bytes go through ordi
 
 from __future__ import annotations
 
-import ast
 import errno
+import io
 import mmap
 import os
 import struct
@@ -26,6 +26,8 @@ import numpy as np
 # block size every O_DIRECT transfer is aligned to (buffer address, file offset, length)
 ALIGN = 4096
 _MAGIC = b"\x93NUMPY\x01\x00"
+# most header bytes read back (numpy's own limit for headers it parses without a flag)
+_HEADER_MAX = 10_000
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 # errors meaning "this file system or buffer cannot do direct I/O": fall back to buffered I/O
 _NO_DIRECT = {errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP}
@@ -163,26 +165,19 @@ def read_npy(path: Path, buffer_for) -> np.ndarray:
 
 
 def _parse(path: Path, buf: memoryview, size: int) -> np.ndarray:
-    raw = bytes(buf[:10])
-    if size < 10 or raw[:6] != _MAGIC[:6]:
-        raise ValueError(f"{path}: not an .npy file")
-    major = raw[6]
-    if major == 1:
-        hlen, start = struct.unpack("<H", raw[8:10])[0], 10
-    elif major in (2, 3):
-        hlen, start = struct.unpack("<I", bytes(buf[8:12]))[0], 12
-    else:
-        raise ValueError(f"{path}: unsupported .npy version {major}")
+    """View the data of the ``.npy`` image in ``buf[:size]``, its header read by numpy's own
+    reader (``numpy.lib.format``)."""
+    fmt = np.lib.format
+    head = io.BytesIO(bytes(buf[: min(size, _HEADER_MAX)]))
     try:
-        meta = ast.literal_eval(bytes(buf[start : start + hlen]).decode("latin1"))
-        dtype = np.dtype(np.lib.format.descr_to_dtype(meta["descr"]))
-        shape = tuple(int(s) for s in meta["shape"])
-        fortran = bool(meta["fortran_order"])
-    except (SyntaxError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path}: unreadable .npy header ({exc})") from exc
+        version = fmt.read_magic(head)
+        reader = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, fortran, dtype = reader(head, max_header_size=_HEADER_MAX)
+    except ValueError as exc:
+        raise ValueError(f"{path}: not an .npy file ({exc})") from exc
     if fortran or dtype.hasobject:
         raise ValueError(f"{path}: only C-ordered numeric .npy files are read here")
-    offset = start + hlen
+    offset = head.tell()
     count = int(np.prod(shape, dtype=np.int64))
     if offset + count * dtype.itemsize > size:
         raise ValueError(f"{path}: truncated ({size} bytes, header says "
