@@ -32,6 +32,7 @@ from .config import Settings
 from .device import describe_device, select_device
 from .errors import FaceDecodeError, UsageError
 from .provenance import collect_warnings
+from .runtime import settle
 from .workflow.decoding import SpaceResult, decode_space, plan_analyses
 from .workflow.design_record import first_run_design
 from .workflow.inputs import ParticipantInputs, collect_inputs
@@ -179,7 +180,9 @@ def run_participants(settings: Settings) -> int:
     if settings.reports_only:
         from .report.participant_report import rebuild_participant_reports
         return rebuild_participant_reports(settings)
+    settle()  # imported modules
     layout = index_dataset(settings.bids_dir, settings.bids_database_dir, settings.derivatives)
+    settle()  # the dataset index
     filters = read_filter_file(settings.bids_filter_file)
     subjects = resolve_labels(layout.get_subjects(), settings.participant_label, "sub", settings.bids_dir)
     if not settings.skip_bids_validation:
@@ -198,6 +201,7 @@ def run_participants(settings: Settings) -> int:
         print(f"sub-{subject}: outputs complete, skipped (use --overwrite to recompute)")
     all_inputs = validate_participants(
         todo, lambda s: collect_inputs(settings, layout, s, filters), [s.dim for s in spaces])
+    settle()  # the participants' inputs and the latent models
 
     failed: list[FaceDecodeError] = []
     for subject in todo:

@@ -21,7 +21,6 @@ accumulator, and the total is the sum of the groups
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import queue
 import time
@@ -40,6 +39,7 @@ from ..bidsio.layout import RunInfo
 from ..config import Settings
 from ..design import build_run_design
 from ..errors import DataError
+from ..runtime import settle
 from .folds import FoldAccumulator, stream_plan
 from .inputs import ParticipantInputs
 from .spaces import JointLatents
@@ -66,16 +66,15 @@ def quiet_cpu() -> Iterator[None]:
       products (a run's design), after which its idle threads spin-wait and take CPU time from
       the products and the decompression (~4 % of a cold pass on two cores). torch's own BLAS
       and thread pool are not affected.
-    * The objects made before the pass (the dataset index, the latents, imported modules) are
-      frozen out of the garbage collector, whose full collections would otherwise walk them
-      again and again while the pass allocates (~2 % of a cold pass).
+    * The objects made before the pass (the participant's inputs and latents) are frozen out
+      of the garbage collector (:func:`bids_facedecode.runtime.settle`), whose full
+      collections would otherwise walk them again and again while the pass allocates (~2 % of
+      a cold pass). They stay frozen afterwards: they live until the participant is done, and
+      reference counting still frees them then.
     """
-    gc.freeze()
-    try:
-        with threadpool_limits(limits=1, user_api="blas"):
-            yield
-    finally:
-        gc.unfreeze()
+    settle()
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def reader_memory(nprocs: int, n_scans: int, mask: np.ndarray) -> int:

@@ -1,0 +1,32 @@
+"""Process-wide settings of a run of the app (not of the library).
+
+The app builds a few large, long-lived object graphs (imported modules, the pybids index, the
+participants' inputs) and then allocates many short-lived objects (SQL rows, matplotlib
+artists). CPython's cyclic garbage collector walks every tracked object on each full
+collection, so the long-lived graphs were walked again and again: ~2.5 CPU-seconds of a
+whole-participant run of a real subject's size, all on the critical path
+(``benchmarks/README.md``). :func:`settle` moves the objects alive at that point out of the
+collector's reach for the rest of the process (``gc.freeze``). Reference counting still frees
+them as soon as they are dropped; only garbage *cycles* among them would outlive their use,
+and the app's long-lived structures hold none of the large arrays in cycles.
+"""
+
+from __future__ import annotations
+
+import gc
+
+
+def settle() -> int:
+    """Exempt every object alive now from the cyclic garbage collector, for good.
+
+    Called by the app once its long-lived state exists (after imports, after indexing the
+    dataset, after collecting a participant's inputs); repeated calls are cheap (the frozen
+    objects are not walked again).
+
+    Returns
+    -------
+    int
+        Objects now frozen (``gc.get_freeze_count()``).
+    """
+    gc.freeze()
+    return gc.get_freeze_count()
