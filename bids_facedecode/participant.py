@@ -4,7 +4,8 @@ This module only orchestrates the steps in :mod:`bids_facedecode.workflow`; read
 :mod:`bids_facedecode.bidsio`, the math in :mod:`design`, :mod:`glm`, :mod:`decode` and
 :mod:`evaluate`, the writing in :mod:`bids_facedecode.bidsio.participant_outputs`.
 
-Order of work: index the dataset, run the BIDS validator, open the latent spaces, then check
+Order of work: start the BIDS validator (a separate program, on another core), index the dataset,
+wait for the validator's verdict, open the latent spaces, then check
 every selected participant cheaply (headers, events, stimuli, trial counts) before the first
 BOLD volume is read. Each participant is then analysed under its lock and its outputs are
 staged and committed as one set (:mod:`bids_facedecode.bidsio.derivatives`); participants
@@ -27,7 +28,7 @@ from .bidsio import derivatives as deriv
 from .bidsio.layout import index_dataset, read_filter_file, resolve_labels
 from .bidsio.masks import participant_mask
 from .bidsio.participant_outputs import metrics_path
-from .bidsio.validation import validate_bids, validate_participants
+from .bidsio.validation import start_validator, validate_bids, validate_participants
 from .config import Settings
 from .device import describe_device, select_device
 from .errors import FaceDecodeError, UsageError
@@ -181,12 +182,19 @@ def run_participants(settings: Settings) -> int:
         from .report.participant_report import rebuild_participant_reports
         return rebuild_participant_reports(settings)
     settle()  # imported modules
-    layout = index_dataset(settings.bids_dir, settings.bids_database_dir, settings.derivatives)
-    settle()  # the dataset index
-    filters = read_filter_file(settings.bids_filter_file)
-    subjects = resolve_labels(layout.get_subjects(), settings.participant_label, "sub", settings.bids_dir)
-    if not settings.skip_bids_validation:
-        validate_bids(settings.bids_dir)
+    # the validator (a separate program) checks the dataset on another core while it is indexed
+    validator = None if settings.skip_bids_validation else start_validator(settings.bids_dir)
+    try:
+        layout = index_dataset(settings.bids_dir, settings.bids_database_dir, settings.derivatives)
+        settle()  # the dataset index
+        filters = read_filter_file(settings.bids_filter_file)
+        subjects = resolve_labels(layout.get_subjects(), settings.participant_label, "sub",
+                                  settings.bids_dir)
+        if not settings.skip_bids_validation:
+            validate_bids(settings.bids_dir, validator)
+    finally:
+        if validator is not None:
+            validator.stop()
     device = select_device(settings.device)
     torch.set_num_threads(max(1, settings.nprocs))  # containers default OMP_NUM_THREADS to 1
     LOG.info("device: %s, %d CPU threads", describe_device(device), settings.nprocs)

@@ -121,3 +121,59 @@ def test_bidsignore_keeps_user_lines(tmp_path):
     before = path.stat().st_mtime_ns
     ensure_bidsignore(tmp_path)
     assert path.stat().st_mtime_ns == before and path.read_text() == text
+
+
+# --- the validator runs in the background while the dataset is indexed -------------------------
+
+def _fake_validator(tmp_path: Path, body: str) -> str:
+    """An executable standing in for bids-validator-deno (``$2`` is the directory)."""
+    exe = tmp_path / "fake-validator"
+    exe.write_text("#!/bin/sh\n" + body + "\n")
+    exe.chmod(0o755)
+    return str(exe)
+
+
+def test_background_validator_report_and_failures(monkeypatch, tmp_path):
+    ok = _fake_validator(tmp_path, 'echo \'{"issues": {"issues": [{"code": "W", "severity": "warning"}]}}\'')
+    monkeypatch.setattr(validation, "find_validator", lambda: ok)
+    with validation.start_validator(tmp_path) as run:
+        assert run.issues() == [{"code": "W", "severity": "warning"}]
+    assert validation.validator_issues(tmp_path) == [{"code": "W", "severity": "warning"}]
+
+    broken = _fake_validator(tmp_path, 'echo "deno: cannot read $2" >&2; exit 3')
+    monkeypatch.setattr(validation, "find_validator", lambda: broken)
+    with pytest.raises(ValidationError, match=r"validator failed \(exit 3: deno: cannot read") as exc:
+        validation.validate_bids(tmp_path, validation.start_validator(tmp_path))
+    assert str(tmp_path) in str(exc.value)
+
+    slow = _fake_validator(tmp_path, "sleep 30")
+    monkeypatch.setattr(validation, "find_validator", lambda: slow)
+    run = validation.start_validator(tmp_path)
+    with pytest.raises(ValidationError, match="did not run"):
+        run.issues(timeout=0.2)
+    assert run._proc.returncode is not None  # killed and reaped
+
+
+def test_a_failed_index_stops_the_background_validator(monkeypatch, tmp_path, capsys):
+    """The validator is started before the dataset is indexed; an error in between (here: no
+    dataset_description.json) kills it instead of leaving it running or waiting for it."""
+    import time
+
+    from bids_facedecode import participant
+
+    slow = _fake_validator(tmp_path, "sleep 30")  # sh and its child sleep: a process group
+    monkeypatch.setattr(validation, "find_validator", lambda: slow)
+    started = []
+
+    def start(directory):
+        started.append(validation.start_validator(directory))
+        return started[-1]
+
+    monkeypatch.setattr(participant, "start_validator", start)
+    bids = tmp_path / "bids"
+    bids.mkdir()
+    t0 = time.perf_counter()
+    code = main([str(bids), str(tmp_path / "out"), "participant"])
+    assert code == NoInputError.exit_code and time.perf_counter() - t0 < 20
+    assert "dataset_description.json" in capsys.readouterr().err
+    assert len(started) == 1 and started[0]._proc.returncode == -9  # killed and reaped

@@ -6,9 +6,12 @@ the BOLD data, so a mistake in the last of many participants fails in seconds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -30,6 +33,73 @@ def find_validator() -> str | None:
     return str(beside) if beside.is_file() else None
 
 
+class ValidatorRun:
+    """The BIDS validator running in the background on one directory (:func:`start_validator`).
+
+    The validator is a separate program (``bids-validator-deno``): started before the dataset
+    is indexed, it checks the dataset on another core while this process imports, indexes and
+    collects the inputs, and :meth:`issues` waits for its report (the app asks for it before
+    the first BOLD volume is read). Leaving the ``with`` block stops it if it still runs.
+    """
+
+    def __init__(self, exe: str, directory: Path):
+        self.directory = directory
+        try:
+            # its own process group, so that stop() also ends any helper it started
+            self._proc = subprocess.Popen([exe, "--json", str(directory)], stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True, start_new_session=True)
+        except OSError as exc:
+            raise ValidationError(f"{directory}: the BIDS validator did not run ({exc})") from exc
+
+    def issues(self, timeout: float = VALIDATOR_TIMEOUT_S) -> list[dict]:
+        """The validator's issues (keys ``code``, ``severity``, ``location``, ...).
+
+        Raises
+        ------
+        ValidationError
+            When the validator does not finish in ``timeout`` seconds or its report cannot be
+            read.
+        """
+        try:
+            out, err = self._proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            self.stop()
+            raise ValidationError(f"{self.directory}: the BIDS validator did not run ({exc})") from exc
+        try:
+            report = json.loads(out)
+            return list(report["issues"]["issues"])
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            tail = (err or out).strip().splitlines()[-1:] or ["no output"]
+            raise ValidationError(f"{self.directory}: the BIDS validator failed (exit "
+                                  f"{self._proc.returncode}: {tail[0][:200]})") from exc
+
+    def stop(self) -> None:
+        """Kill the validator (its process group) if it still runs, and reap it."""
+        if self._proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
+        self._proc.communicate()
+
+    def __enter__(self) -> ValidatorRun:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def start_validator(directory: Path) -> ValidatorRun | None:
+    """Start the BIDS validator (3.x) on ``directory`` in the background; None when it is not
+    installed.
+
+    Raises
+    ------
+    ValidationError
+        When the executable exists but cannot be started.
+    """
+    exe = find_validator()
+    return None if exe is None else ValidatorRun(exe, directory)
+
+
 def validator_issues(directory: Path) -> list[dict] | None:
     """Run the BIDS validator (3.x) on ``directory``; its issues, or None when it is not installed.
 
@@ -43,32 +113,32 @@ def validator_issues(directory: Path) -> list[dict] | None:
     ValidationError
         When the validator runs but its report cannot be read.
     """
-    exe = find_validator()
-    if exe is None:
+    run = start_validator(directory)
+    if run is None:
         return None
-    try:
-        proc = subprocess.run([exe, "--json", str(directory)], capture_output=True, text=True,
-                              timeout=VALIDATOR_TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ValidationError(f"{directory}: the BIDS validator did not run ({exc})") from exc
-    try:
-        report = json.loads(proc.stdout)
-        return list(report["issues"]["issues"])
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise ValidationError(f"{directory}: the BIDS validator failed (exit {proc.returncode}: "
-                              f"{tail[0][:200]})") from exc
+    with run:
+        return run.issues()
 
 
-def validate_bids(bids_dir: Path) -> list[dict]:
+def validate_bids(bids_dir: Path, started: ValidatorRun | None = None) -> list[dict]:
     """Validate the input dataset; raise on errors, log warnings.
+
+    Parameters
+    ----------
+    bids_dir : Path
+    started : ValidatorRun, optional
+        The validator already started on ``bids_dir`` (:func:`start_validator`); run here when
+        omitted.
 
     Raises
     ------
     ValidationError
         Naming the first file with an error, its code and the number of errors.
     """
-    issues = validator_issues(bids_dir)
+    if started is not None:
+        issues = started.issues()
+    else:
+        issues = validator_issues(bids_dir)
     if issues is None:
         LOG.warning("%s not found: the input was not validated (install the PyPI package "
                     "bids-validator-deno, or pass --skip-bids-validation)", VALIDATOR)
