@@ -34,7 +34,7 @@ from .device import describe_device, select_device
 from .errors import FaceDecodeError, UsageError
 from .provenance import collect_warnings
 from .runtime import settle
-from .workflow.decoding import SpaceResult, decode_space, plan_analyses
+from .workflow.decoding import SpaceResult, decode_space, load_saved_decoders, plan_analyses
 from .workflow.design_record import first_run_design
 from .workflow.inputs import ParticipantInputs, collect_inputs
 from .workflow.reuse import reuse_mask
@@ -207,8 +207,10 @@ def run_participants(settings: Settings) -> int:
     todo = [s for s in subjects if s not in complete]
     for subject in sorted(set(subjects) - set(todo)):
         print(f"sub-{subject}: outputs complete, skipped (use --overwrite to recompute)")
+    reused = set(load_saved_decoders(settings)) if settings.decoder_from else set()
     all_inputs = validate_participants(
-        todo, lambda s: collect_inputs(settings, layout, s, filters), [s.dim for s in spaces])
+        todo, lambda s: collect_inputs(settings, layout, s, filters), [s.dim for s in spaces],
+        to_fit=[s.name for s in spaces if s.name not in reused])
     settle()  # the participants' inputs and the latent models
 
     failed: list[FaceDecodeError] = []

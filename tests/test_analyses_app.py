@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -122,6 +123,68 @@ def test_decoder_reuse_reproduces_and_transfers(analyses_run, app_dataset, small
     assert "pairwise_latent" in _metrics(out, "02")["metrics"]
 
 
+def _without_training_trials(src: Path, dst: Path, subject: str = "01") -> Path:
+    """A copy of one participant whose events list no training trial (a later session that
+    shows only test faces and imagery)."""
+    def others(folder, names):  # the other participants' folders
+        return [n for n in names if Path(folder) == src and n.startswith("sub-")
+                and n != f"sub-{subject}"]
+
+    shutil.copytree(src, dst, ignore=others)
+    for ev in (dst / f"sub-{subject}").rglob("*_events.tsv"):
+        table = pd.read_csv(ev, sep="\t", dtype=str, keep_default_na=False)
+        table[table.trial_type != "train_face"].to_csv(ev, sep="\t", index=False)
+    return dst
+
+
+def test_decoder_reuse_on_data_without_training_trials(analyses_run, app_dataset, small_pca,
+                                                       tmp_path):
+    """A saved decoder decodes data with test and imagery trials only: the GLM has no latent
+    block, the latent F and face t maps are not estimated (NaN, and said so), the gender axis
+    is the decoder's own, and decoding stays well above chance."""
+    npz = analyses_run / "sub-01" / "func" / "sub-01_task-faces_desc-pca_decoder.npz"
+    bids = _without_training_trials(app_dataset, tmp_path / "bids")
+    out = tmp_path / "reuse"
+    assert main(app_args(bids, out, small_pca, "participant", "--decoder-from", str(npz),
+                         "--n-permutations", "200", "--skip-bids-validation")) == 0
+    doc = _metrics(out)
+    assert doc["n_training_trials"] == 0 and doc["decoder_from"] == str(npz)
+    m = doc["metrics"]
+    assert m["pairwise_latent"]["value"] > 0.6 and "gender_accuracy" in m
+    func = out / "sub-01" / "func"
+    brain = np.asarray(nib.load(func / "sub-01_task-faces_desc-brain_mask.nii.gz").dataobj) > 0
+    for name in ("desc-pca_stat-F", "desc-facevsfixation_stat-t"):
+        img = nib.load(func / f"sub-01_task-faces_{name}_statmap.nii.gz")
+        assert np.isnan(np.asarray(img.dataobj)[brain]).all()
+        side = json.loads((func / f"sub-01_task-faces_{name}_statmap.json").read_text())
+        assert "no training trials" in side["Description"]
+    dec = pd.read_csv(func / "sub-01_task-faces_desc-pca_decoding.tsv", sep="\t")
+    assert np.isfinite(dec[[c for c in dec.columns if c.startswith("decoded_z")]].to_numpy()).all()
+    html = (out / "sub-01.html").read_text()
+    assert html.count("Not estimated (NaN): these data have no training trials.") == 2  # captions
+    assert "could not be drawn" not in html
+
+
+def test_data_without_training_trials_need_a_decoder_for_every_space(app_dataset, small_pca,
+                                                                      tmp_path, capsys):
+    bids = _without_training_trials(app_dataset, tmp_path / "bids")
+    out = tmp_path / "out"
+    code = main(app_args(bids, out, small_pca, "participant", "--skip-bids-validation"))
+    err = capsys.readouterr().err
+    assert code == 65 and "no 'train_face' trials" in err and "--decoder-from" in err
+    assert not out.exists() or not any(out.rglob("*.nii.gz"))
+    # a decoder for one of two decoded spaces is not enough: stopped before any BOLD is read
+    npz = tmp_path / "sub-01_task-faces_desc-pca_decoder.npz"
+    np.savez(npz, W=np.zeros((17, 1)), selected=np.zeros(1, np.int64), z_mean=np.zeros(16),
+             mask=np.ones((2, 2, 2), bool), affine=np.eye(4), space=np.array("pca"))
+    code = main(app_args(bids, out, small_pca, "participant", "--skip-bids-validation",
+                         "--decoder-from", str(npz)) + ["--latent-space", "pca", "pcb",
+                                                          "--latent-model", f"pcb={small_pca}"])
+    err = capsys.readouterr().err
+    assert code == 65 and "map of pcb cannot be fitted" in err
+    assert not out.exists() or not any(out.rglob("*.nii.gz"))
+
+
 @pytest.mark.slow
 def test_noise_ceiling_selection_picks_the_top_of_its_map(app_dataset, small_pca, tmp_path):
     out = tmp_path / "nc"
@@ -159,3 +222,23 @@ def test_imagery_labels_table_replaces_the_events_column(app_dataset, small_pca,
     got = _metrics(out)["metrics"]["imagery_pairwise"]
     want = _metrics(analyses_run)["metrics"]["imagery_pairwise"]
     assert got["value"] == pytest.approx(want["value"]) and got["n"] == want["n"]
+
+
+def test_saved_decoder_carries_its_gender_axis(analyses_run, tmp_path):
+    from bids_facedecode.errors import DataError
+    from bids_facedecode.workflow.reuse import load_decoder
+
+    npz = analyses_run / "sub-01" / "func" / "sub-01_task-faces_desc-pca_decoder.npz"
+    saved = load_decoder(npz)
+    with np.load(npz) as f:
+        arrays = {k: f[k] for k in f.files}
+    assert saved.gender_axis is not None and saved.gender_axis.shape == (saved.latent_dim,)
+    np.testing.assert_array_equal(saved.gender_axis, arrays["gender_axis"])
+    np.testing.assert_array_equal(saved.gender_midpoint, arrays["gender_midpoint"])
+    no_labels = tmp_path / "nolabels.npz"
+    np.savez(no_labels, **{**arrays, "gender_axis": np.zeros(0), "gender_midpoint": np.zeros(0)})
+    assert load_decoder(no_labels).gender_axis is None
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **{**arrays, "gender_axis": np.ones(3)})
+    with pytest.raises(DataError, match=r"bad.npz: gender axis of 3 dimensions for a decoder of D=16"):
+        load_decoder(bad)

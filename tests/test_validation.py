@@ -90,6 +90,17 @@ def test_enough_trials_boundary():
         validation.check_enough_trials(_inputs(n_unique=11, n_trials=40, n_scans=12), [6, 4])
 
 
+def test_no_training_trials_pass_only_when_every_space_has_a_saved_decoder():
+    none = _inputs(n_unique=0, n_trials=0)
+    validation.check_enough_trials(none, [6, 4], to_fit=())  # both spaces re-use a decoder
+    with pytest.raises(DataError, match=r"/data/sub-01/func: sub-01 has no training trials, so the "
+                                        r"brain-to-latent map of vaegan cannot be fitted"):
+        validation.check_enough_trials(none, [6, 4], to_fit=["vaegan"])
+    # with training trials, the usual counts apply whatever is re-used
+    with pytest.raises(DataError, match="distinct training images"):
+        validation.check_enough_trials(_inputs(n_unique=3, n_trials=40), [6], to_fit=())
+
+
 def test_all_participants_checked_before_any_is_analysed(caplog):
     seen = []
 

@@ -70,18 +70,24 @@ def write_participant_outputs(result, settings, root: Path | None = None) -> lis
         {"Description": "Brain mask (nilearn compute_epi_mask on the first run's mean)", "Type": "Brain"},
         np.uint8)
     first = next(iter(result.spaces.values()))
+    # data without training trials (decoded with --decoder-from) have no face or latent regressors
+    untrained = " Not estimated (NaN): these data have no training trials." \
+        if not result.inputs.train_trial_ids else ""
     nii(first.face_t, {"desc": "facevsfixation", "stat": "t"}, "statmap",
-        {"Description": "t map of the face regressor (all training faces vs. the fixation baseline)",
-         "DegreesOfFreedom": first.dof})
+        {"Description": "t map of the face regressor (all training faces vs. the fixation "
+                        "baseline)." + untrained, "DegreesOfFreedom": first.dof})
     for name, res in result.spaces.items():
         D = res.W.shape[0] - 1
         nii(res.f_map, {"desc": name, "stat": "F"}, "statmap",
-            {"Description": f"F test of the {D} latent regressors of the {name} space",
+            {"Description": f"F test of the {D} latent regressors of the {name} space." + untrained,
              "DegreesOfFreedom": [D, res.dof]})
         sel = np.zeros(res.f_map.size, np.uint8)
         sel[res.selected] = 1
+        reused = getattr(res, "decoder_from", None)
         nii(sel, {"desc": f"{name}selected"}, "mask",
-            {"Description": f"The {res.selected.size} voxels with the largest latent F ({name})"})
+            {"Description": (f"The {res.selected.size} voxels of the saved decoder {Path(reused).name} "
+                             f"({name})" if reused else
+                             f"The {res.selected.size} voxels with the largest latent F ({name})")})
         if res.gender_axis is not None:
             gmap = np.zeros(res.f_map.size, np.float32)
             gmap[res.selected] = res.gender_axis @ res.W[:D]

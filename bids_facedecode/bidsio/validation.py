@@ -160,8 +160,12 @@ def validate_bids(bids_dir: Path, started: ValidatorRun | None = None) -> list[d
     return issues
 
 
-def check_enough_trials(inputs, dims: Sequence[int]) -> None:
+def check_enough_trials(inputs, dims: Sequence[int], to_fit: Sequence[str] = ()) -> None:
     """Enough training data for the joint latent map of all decoded spaces.
+
+    Data without any training trial (a later session decoded with ``--decoder-from``) pass
+    when no space has to be fitted from them: ``to_fit`` names the spaces without a saved
+    decoder.
 
     The GLM estimates one regressor per latent dimension (``D = sum(dims)``) plus the face
     regressor from the training trials: that needs at least ``D + 1`` distinct training images
@@ -178,6 +182,13 @@ def check_enough_trials(inputs, dims: Sequence[int]) -> None:
     n_unique = len(inputs.train_ids)
     n_trials = len(inputs.train_trial_ids)
     folder = inputs.runs[0].events.parent
+    if n_trials == 0:
+        if to_fit:
+            raise DataError(
+                f"{folder}: sub-{inputs.subject} has no training trials, so the brain-to-latent map "
+                f"of {', '.join(to_fit)} cannot be fitted; decode these data with a saved decoder "
+                "for every latent space (--decoder-from)")
+        return
     if n_unique < total + 1:
         raise DataError(
             f"{folder}: sub-{inputs.subject} has {n_unique} distinct training images but decoding "
@@ -199,7 +210,7 @@ def check_enough_trials(inputs, dims: Sequence[int]) -> None:
 
 
 def validate_participants(subjects: Sequence[str], collect: Callable[[str], object],
-                          dims: Sequence[int]) -> dict[str, object]:
+                          dims: Sequence[int], to_fit: Sequence[str] = ()) -> dict[str, object]:
     """Collect and check every participant's inputs before any of them is analysed.
 
     Parameters
@@ -209,6 +220,9 @@ def validate_participants(subjects: Sequence[str], collect: Callable[[str], obje
         ``collect(subject) -> ParticipantInputs`` (cheap: headers, events, stimuli).
     dims : sequence of int
         Latent dimension of each decoded space.
+    to_fit : sequence of str
+        The spaces whose map is fitted from the data (those without a ``--decoder-from``
+        decoder); see :func:`check_enough_trials`.
 
     Returns
     -------
@@ -225,7 +239,7 @@ def validate_participants(subjects: Sequence[str], collect: Callable[[str], obje
     for subject in subjects:
         try:
             inputs = collect(subject)
-            check_enough_trials(inputs, dims)
+            check_enough_trials(inputs, dims, to_fit)
             found[subject] = inputs
         except FaceDecodeError as exc:
             problems.append(exc)

@@ -74,6 +74,11 @@ def choose_background(mask_img, run_files: list[str]) -> tuple[object | None, st
                       f"{dice:.2f}), and no mean EPI is kept in the outputs")
 
 
+def estimated(data: np.ndarray) -> bool:
+    """False for a map that was not estimated: NaN inside the brain and 0 outside it."""
+    return not (np.isnan(data).any() and not np.any(np.nan_to_num(data)))
+
+
 def map_figure(img, bg_img, title: str, *, kind: str = "stat", threshold: float | None = None,
                cut_coords: int = 7, vmax: float | None = None):
     """One map as a row of axial slices.
@@ -93,6 +98,9 @@ def map_figure(img, bg_img, title: str, *, kind: str = "stat", threshold: float 
 
     fig = plt.figure(figsize=(10, 2.1))
     data = np.asarray(img.dataobj, dtype=np.float32)
+    if not estimated(data):  # e.g. a latent F map of data without training trials
+        fig.text(0.5, 0.5, f"{title}: not estimated for these data", ha="center", va="center")
+        return fig
     if not np.any(data):
         fig.text(0.5, 0.5, f"{title}: empty map", ha="center", va="center")
         return fig

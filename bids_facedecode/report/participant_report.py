@@ -38,7 +38,7 @@ from .figures import (
     metric_label,
     per_image_figure,
 )
-from .maps import choose_background, map_figure
+from .maps import choose_background, estimated, map_figure
 from .methods import methods_text
 
 LOG = logging.getLogger(__name__)
@@ -115,6 +115,7 @@ def _maps(rec: ParticipantRecord, figs: SafeFigures) -> tuple[list[dict], str]:
             sel = next((m for m in rec.maps if m.kind == "selected" and m.space == mf.space), None)
             n_sel = int(np.asarray(nib.load(sel.path).dataobj).sum()) if sel else 0
             thr = float(np.min(data[np.asarray(nib.load(sel.path).dataobj) > 0])) if n_sel else None
+            thr = thr if thr is not None and np.isfinite(thr) else None
             title, kind = f"{mf.space}: latent F", "stat"
             caption = (f"F test of the {mf.space} latent block ({mf.sidecar.get('DegreesOfFreedom')} "
                        f"degrees of freedom), drawn above F = {thr:.2f}, the smallest F among the "
@@ -129,6 +130,9 @@ def _maps(rec: ParticipantRecord, figs: SafeFigures) -> tuple[list[dict], str]:
             title = f"{mf.space}: gender activation"
             caption = ("Latent weights of the selected voxels projected on the gender axis "
                        "(mean male minus mean female latent vector): positive = more active for male faces.")
+        if not estimated(data):
+            thr = None  # not estimated (data without training trials): the sidecar says why
+            caption = str(mf.sidecar.get("Description", "Not estimated for these data."))
         uri = figs.add(title, lambda img=img, title=title, kind=kind, thr=thr:
                        map_figure(img, bg, title, kind=kind, threshold=thr))
         out.append({"title": title, "caption": caption, "uri": uri, "file": mf.path.name})

@@ -33,6 +33,7 @@ from .folds import (
     FoldAccumulator,
     cv_folds_of_runs,
     half_of_runs,
+    present_columns,
     solve_present,
     subtract,
     voxels,
@@ -245,19 +246,33 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
                  settings: Settings, analyses: Analyses | None = None) -> SpaceResult:
     """Solve the space's GLM, select voxels, decode test and imagery faces, evaluate."""
     analyses = analyses or Analyses()
+    saved = analyses.saved.get(space.name)
     zcols = latents.z_columns(space.name)
     other = [n for n in ne_all.names if not n.startswith("z")]
-    columns = zcols + other
-    fit = glmstats.whiten(ne_all, columns, tested=zcols)  # one triangular solve
-    f_map = fit.f_statistic().cpu().numpy()
-    face_t = fit.t_statistic(FACE).cpu().numpy()
+    V = ne_all.n_voxels
+    if inputs.train_trial_ids:
+        columns = zcols + other
+        fit = glmstats.whiten(ne_all, columns, tested=zcols)  # one triangular solve
+        f_map = fit.f_statistic().cpu().numpy()
+        face_t = fit.t_statistic(FACE).cpu().numpy()
+    elif saved is not None:
+        # no training trials (a later session decoded with a saved decoder): the latent block
+        # and the face regressor are empty, so the model is test, imagery and nuisance only,
+        # and the latent F and face t maps are not estimated
+        present = set(present_columns(ne_all))
+        columns = [n for n in other if n in present]
+        fit = glmstats.whiten(ne_all, columns)
+        f_map = np.full(V, np.nan)
+        face_t = np.full(V, np.nan)
+    else:
+        raise DataError(f"sub-{inputs.subject}: no training trials, and no saved decoder for the "
+                        f"{space.name} space (--decoder-from)")
     noise_var_all = fit.residual_variance().cpu().numpy()
     D = len(zcols)
     names = fit.names
     test_names = [f"test_{t}" for t in inputs.test_ids]
     test_rows = [names.index(n) for n in test_names]
     img_rows = [names.index(f"img_{t}") for t in inputs.imagery_ids]
-    V = f_map.size
 
     rel = nc = halves = None
     if analyses.halves is not None:
@@ -290,6 +305,10 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
         labelled = np.isin(train_gender, ["M", "F"])
         axis, midpoint = evaluate.gender_axis(latents.train_raw[space.name][labelled],
                                               train_gender[labelled] == "M")
+    elif saved is not None and saved.gender_axis is not None and {"M", "F"} <= set(genders):
+        axis, midpoint = saved.gender_axis, saved.gender_midpoint  # the decoder's own fit
+        LOG.info("sub-%s %s: gender axis of the saved decoder %s", inputs.subject, space.name,
+                 saved.path.name)
     else:
         LOG.warning("sub-%s %s: gender not evaluated (neither a stimuli.tsv gender column nor M/F "
                     "file-name prefixes label both genders)", inputs.subject, space.name)
@@ -305,9 +324,7 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
                    imagery_index, imagery_rows, settings.n_permutations,
                    np.random.default_rng(settings.seed))
 
-    latent_cov = np.cov(latents.train_raw[space.name], rowvar=False).reshape(D, D)
     fold_betas = ridge_vox = None  # solved once per space at the regions' voxels, sliced per region
-    saved = analyses.saved.get(space.name)
     regions: list[tuple[str, np.ndarray | None]] = [("all", None)]
     if saved is None:
         regions += list(analyses.rois.items())
@@ -352,6 +369,8 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
                                 ridge_vox = _ridge_voxels(score, regions, settings.n_voxels)
                                 fold_betas = _fold_betas(analyses.cv, ne_all, columns, D, ridge_vox)
                             at = np.searchsorted(ridge_vox, sel)
+                            latent_cov = np.cov(latents.train_raw[space.name],
+                                                rowvar=False).reshape(D, D)
                             lam, errs = decode.choose_ridge([a[:, at] for a, _ in fold_betas],
                                                             [b[:, at] for _, b in fold_betas],
                                                             latent_cov, D)

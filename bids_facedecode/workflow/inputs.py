@@ -73,8 +73,10 @@ def collect_inputs(settings: Settings, layout, subject: str, filters: dict) -> P
     train_trial_ids = all_trials.loc[all_trials["kind"] == TRAIN, "stim_id"].tolist()
     train_ids = list(dict.fromkeys(train_trial_ids))
     test_ids = sorted(set(all_trials.loc[all_trials["kind"] == TEST, "stim_id"]), key=index.name)
-    if not train_ids:
-        raise DataError(f"sub-{subject}: no '{settings.events.train_type}' trials in the events files")
+    if not train_ids and not settings.decoder_from:
+        raise DataError(f"sub-{subject}: no '{settings.events.train_type}' trials in the events files "
+                        "(data without training trials can only be decoded with a saved decoder: "
+                        "--decoder-from)")
     if len(test_ids) < 2:
         raise DataError(f"sub-{subject}: need at least 2 test images ('{settings.events.test_type}' "
                         f"trials), found {len(test_ids)}")

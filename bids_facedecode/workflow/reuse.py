@@ -4,7 +4,12 @@ A lab fits the brain-to-latent map once and decodes a later session (or another 
 in the same space) with it: the new data's GLM gives the test and imagery betas, the saved
 map ``W`` over the saved voxels decodes them. The saved ``_decoder.npz`` holds ``W``
 (``(D+1, n_sel)``), ``selected`` (indices into its ``mask``), ``z_mean``, ``mask`` (3D bool),
-``affine``, ``space`` and, from this version on, ``decoder`` and ``ridge``.
+``affine``, ``space``, ``decoder``, ``ridge`` and the gender axis of the fit (``gender_axis``,
+``gender_midpoint``; empty when the fit had no gender labels).
+
+The new data need no training trials of their own (a later session with test and imagery trials
+only): their GLM then has no latent block, and the latent F and face t maps are not estimated
+(NaN); the gender axis comes from the saved decoder when the new data label no training faces.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ class SavedDecoder:
     affine: np.ndarray     # (4, 4)
     decoder: str = "ols"
     ridge: float = 0.0
+    gender_axis: np.ndarray | None = None      # (D,) male − female, when the fit had labels
+    gender_midpoint: np.ndarray | None = None  # (D,)
 
     @property
     def latent_dim(self) -> int:
@@ -71,10 +78,17 @@ def load_decoder(path: Path) -> SavedDecoder:
                         f"z_mean {data['z_mean'].shape})")
     if mask.ndim != 3 or sel.size and (sel.min() < 0 or sel.max() >= mask.sum()):
         raise DataError(f"{path}: selected voxels do not index the saved mask")
+    axis = midpoint = None
+    D = W.shape[0] - 1
+    if "gender_axis" in data and "gender_midpoint" in data and data["gender_axis"].size:
+        axis = np.asarray(data["gender_axis"], np.float64).ravel()
+        midpoint = np.asarray(data["gender_midpoint"], np.float64).ravel()
+        if axis.size != D or midpoint.size != D:
+            raise DataError(f"{path}: gender axis of {axis.size} dimensions for a decoder of D={D}")
     return SavedDecoder(path, str(data["space"]), W, sel, np.asarray(data["z_mean"], np.float64),
                         mask, np.asarray(data["affine"], np.float64),
                         str(data["decoder"]) if "decoder" in data else "ols",
-                        float(data["ridge"]) if "ridge" in data else 0.0)
+                        float(data["ridge"]) if "ridge" in data else 0.0, axis, midpoint)
 
 
 def check_grid(saved: SavedDecoder, shape: tuple[int, ...], affine: np.ndarray, where: str) -> None:

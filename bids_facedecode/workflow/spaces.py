@@ -102,9 +102,11 @@ def compute_latents(spaces: list[LatentSpace], inputs: ParticipantInputs) -> Joi
     off = 0
     for space in spaces:
         t0 = time.perf_counter()
-        z_train = space.latents_for(inputs.train_ids, inputs.index)
+        z_train = (space.latents_for(inputs.train_ids, inputs.index) if inputs.train_ids
+                   else np.zeros((0, space.dim), np.float32))
         z_test = space.latents_for(inputs.test_ids, inputs.index)
-        mean = z_train[trial_rows].mean(axis=0)
+        # no training trials (decoded with --decoder-from, which brings its own mean): zeros
+        mean = z_train[trial_rows].mean(axis=0) if trial_rows else np.zeros(space.dim, np.float32)
         names.append(space.name)
         offsets.append(off)
         dims.append(z_train.shape[1])
@@ -117,7 +119,7 @@ def compute_latents(spaces: list[LatentSpace], inputs: ParticipantInputs) -> Joi
     joint = np.concatenate(blocks, axis=1).astype(np.float64)
     n_trials = len(inputs.train_trial_ids)
     need = max(dims) + 1 + len(inputs.test_ids) + len(inputs.imagery_ids)
-    if n_trials <= need:
+    if 0 < n_trials <= need:  # none at all: no map to fit (validation.check_enough_trials)
         raise DataError(
             f"sub-{inputs.subject}: {n_trials} training trials cannot estimate a map with "
             f"{max(dims)} latent dimensions (needs more trials than the {need} regressors of "
