@@ -84,7 +84,8 @@ def plan_analyses(settings: Settings, inputs: ParticipantInputs, mask_img) -> An
         raise DataError(f"sub-{inputs.subject}: --voxel-selection noiseceiling needs at least 2 runs")
     else:
         LOG.warning("sub-%s: one run only; no split-half reliability", inputs.subject)
-    if "ridge" in settings.decoders:
+    if "ridge" in settings.decoders and any(s not in out.saved for s in settings.latent_spaces):
+        # (a space decoded with a saved decoder keeps its decoder and penalty: no CV)
         folds, out.cv_kind = cv_folds_of_runs(inputs.runs)
         out.cv = FoldAccumulator(folds, "ridge cross-validation")
     if settings.roi_atlas is not None:
