@@ -399,3 +399,26 @@ def test_quiet_cpu_limits_numpy_blas_and_freezes_the_collector():
         assert not any(id(k) in tracked for k in keep)  # still frozen after the pass
     finally:
         gc.unfreeze()
+
+
+def test_the_pass_reports_its_progress(stream_case, monkeypatch, caplog):
+    """Periodic INFO lines (here after every run): runs and volumes done, time left; none for
+    the last run (the pass's closing line says it all)."""
+    import logging
+
+    from bids_facedecode.workflow import streaming
+
+    monkeypatch.setattr(streaming, "PROGRESS_EVERY_S", 0.0)
+    runs = stream_case[1].runs
+    with caplog.at_level(logging.INFO, logger="bids_facedecode"):
+        _fit(stream_case, nprocs=2)
+    lines = [r.getMessage() for r in caplog.records if "runs read" in r.getMessage()]
+    assert len(lines) == len(runs) - 1
+    total = sum(r.n_scans for r in runs)
+    assert lines[0].startswith(f"sub-01: 1/{len(runs)} runs read ({runs[0].n_scans} of {total} volumes)")
+    assert all("s left" in line for line in lines)
+    caplog.clear()
+    monkeypatch.setattr(streaming, "PROGRESS_EVERY_S", 3600.0)
+    with caplog.at_level(logging.INFO, logger="bids_facedecode"):
+        _fit(stream_case, nprocs=2)
+    assert not [r for r in caplog.records if "runs read" in r.getMessage()]

@@ -46,6 +46,31 @@ from .spaces import JointLatents
 
 LOG = logging.getLogger(__name__)
 
+#: seconds between two progress lines of the pass (a real subject's pass takes minutes)
+PROGRESS_EVERY_S = 10.0
+
+
+class _Progress:
+    """Periodic INFO lines while the runs stream by: runs and volumes done, elapsed, remaining."""
+
+    def __init__(self, subject: str, runs: Sequence[RunInfo], t0: float):
+        self.subject, self.t0, self.last = subject, t0, t0
+        self.n_runs = len(runs)
+        self.total = sum(r.n_scans for r in runs)
+        self.done = 0
+
+    def step(self, i: int, run: RunInfo) -> None:
+        """Run ``i`` (0-based, streaming order) has been read and queued."""
+        self.done += run.n_scans
+        now = time.perf_counter()
+        if now - self.last < PROGRESS_EVERY_S or i + 1 == self.n_runs:
+            return
+        self.last = now
+        elapsed = now - self.t0
+        left = elapsed * (self.total - self.done) / max(self.done, 1)
+        LOG.info("sub-%s: %d/%d runs read (%d of %d volumes), %.0f s, about %.0f s left",
+                 self.subject, i + 1, self.n_runs, self.done, self.total, elapsed, left)
+
 
 def _design(inputs: ParticipantInputs, latents: JointLatents, settings: Settings, k: int):
     run = inputs.runs[k]
@@ -158,6 +183,7 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
     pending: list[tuple] = []
     wait = 0.0
     order = plan.order
+    progress = _Progress(inputs.subject, runs, t0)
     with quiet_cpu(), ThreadPoolExecutor(max_workers=workers) as pool:
         futures = deque(pool.submit(load, runs[k]) for k in order[:ahead])
         for i, k in enumerate(order):
@@ -181,6 +207,7 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
                     slots[b].add_(slots[a])
             LOG.debug("sub-%s: run %d/%d (%s) read, %.1f s", inputs.subject, i + 1, len(runs),
                       run.label, time.perf_counter() - t0)
+            progress.step(i, run)
         flush()
         ne.workspace.clear()
     for a, b in plan.final:
