@@ -9,7 +9,7 @@ NPROCS ?= $(shell nproc 2>/dev/null || echo 2)
 # the CPU build of torch (a local wheel on these machines; PyPI's default is the CUDA build)
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: venv demo demo-clean test lint boutiques models bench bench-quick clean
+.PHONY: venv demo demo-clean test lint boutiques models bench bench-quick device-wheels clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,16 @@ bench: $(BIN)/.installed
 
 bench-quick: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_glm.py --quick --nprocs $(NPROCS)
+
+# wheels the device machines' image (Python 3.12, torch + CUDA) lacks, for scripts/device_checks.sh
+# (git-ignored; carry .whl/py312 with the device run)
+DEVICE_WHEELS = pybids==0.22.0 nilearn==0.14.1 nibabel==5.4.2 isal sqlalchemy greenlet \
+	bidsschematools frozendict num2words==0.5.6 universal_pathlib pathlib_abc bids-validator \
+	templateflow acres importlib_resources
+device-wheels: $(BIN)/.installed
+	$(BIN)/pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+	  --implementation cp --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
+	  --platform manylinux_2_28_x86_64 --dest .whl/py312 $(DEVICE_WHEELS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check bids_facedecode tests benchmarks
