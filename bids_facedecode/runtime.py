@@ -20,13 +20,15 @@ def settle() -> int:
     """Exempt every object alive now from the cyclic garbage collector, for good.
 
     Called by the app once its long-lived state exists (after imports, after indexing the
-    dataset, after collecting a participant's inputs); repeated calls are cheap (the frozen
-    objects are not walked again).
+    dataset, after collecting a participant's inputs). Garbage cycles are collected first, so
+    that only live objects are frozen; repeated calls are cheap (the frozen objects are not
+    walked again).
 
     Returns
     -------
     int
         Objects now frozen (``gc.get_freeze_count()``).
     """
+    gc.collect()  # garbage cycles alive now would otherwise be frozen, i.e. kept, for good
     gc.freeze()
     return gc.get_freeze_count()

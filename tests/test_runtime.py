@@ -29,5 +29,14 @@ def test_settle_takes_live_objects_out_of_the_collector_for_good():
         settle()
         del box
         assert ref() is None
+        # garbage cycles are collected before the freeze, not kept for good
+        gc.unfreeze()
+        cycle = Box()
+        cycle.me = cycle
+        ref = weakref.ref(cycle)
+        del cycle
+        assert ref() is not None  # only the cyclic collector can free it
+        settle()
+        assert ref() is None
     finally:
         gc.unfreeze()
