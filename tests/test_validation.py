@@ -165,6 +165,24 @@ def test_background_validator_report_and_failures(monkeypatch, tmp_path):
     assert run._proc.returncode is not None  # killed and reaped
 
 
+def test_background_validator_finishes_a_large_report_unread(monkeypatch, tmp_path):
+    """A report larger than a pipe's buffer (thousands of warnings) does not stall the
+    validator until it is read: it finishes in the background."""
+    import time
+
+    big = _fake_validator(tmp_path, "python3 -c \"import json; print(json.dumps({'issues': {'issues': "
+                          "[{'code': 'W%d' % i, 'severity': 'warning'} for i in range(20000)]}}))\"")
+    monkeypatch.setattr(validation, "find_validator", lambda: big)
+    with validation.start_validator(tmp_path) as run:
+        for _ in range(200):
+            if run._proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert run._proc.poll() == 0  # done before anyone read its ~600 kB report
+        issues = run.issues()
+    assert len(issues) == 20000 and issues[-1] == {"code": "W19999", "severity": "warning"}
+
+
 def test_a_failed_index_stops_the_background_validator(monkeypatch, tmp_path, capsys):
     """The validator is started before the dataset is indexed; an error in between (here: no
     dataset_description.json) kills it instead of leaving it running or waiting for it."""

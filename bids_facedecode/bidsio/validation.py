@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -44,12 +45,25 @@ class ValidatorRun:
 
     def __init__(self, exe: str, directory: Path):
         self.directory = directory
+        # its report goes to (unlinked) temporary files, not pipes: a report larger than a pipe's
+        # buffer (thousands of warnings) would stall the validator until it is read
+        self._out = tempfile.TemporaryFile()
+        self._err = tempfile.TemporaryFile()
         try:
             # its own process group, so that stop() also ends any helper it started
-            self._proc = subprocess.Popen([exe, "--json", str(directory)], stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE, text=True, start_new_session=True)
+            self._proc = subprocess.Popen([exe, "--json", str(directory)], stdout=self._out,
+                                          stderr=self._err, start_new_session=True)
         except OSError as exc:
+            self._close()
             raise ValidationError(f"{directory}: the BIDS validator did not run ({exc})") from exc
+
+    def _read(self, f) -> str:
+        f.seek(0)
+        return f.read().decode("utf-8", errors="replace")
+
+    def _close(self) -> None:
+        self._out.close()
+        self._err.close()
 
     def issues(self, timeout: float = VALIDATOR_TIMEOUT_S) -> list[dict]:
         """The validator's issues (keys ``code``, ``severity``, ``location``, ...).
@@ -61,10 +75,11 @@ class ValidatorRun:
             read.
         """
         try:
-            out, err = self._proc.communicate(timeout=timeout)
+            self._proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired as exc:
             self.stop()
             raise ValidationError(f"{self.directory}: the BIDS validator did not run ({exc})") from exc
+        out, err = self._read(self._out), self._read(self._err)
         try:
             report = json.loads(out)
             return list(report["issues"]["issues"])
@@ -78,7 +93,8 @@ class ValidatorRun:
         if self._proc.poll() is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self._proc.pid, signal.SIGKILL)
-        self._proc.communicate()
+        self._proc.wait()
+        self._close()
 
     def __enter__(self) -> ValidatorRun:
         return self
