@@ -146,17 +146,14 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
 
     first = _design(inputs, latents, settings, 0)
     plan = stream_plan(partitions, len(runs))
-    slots = [glm.new_normal_equations(first.shared_names, n_vox, device, precision=precision)
-             for _ in range(plan.n_slots)]
-    for s in slots[1:]:
-        s.workspace = slots[0].workspace  # one set of batch buffers
+    # sized before anything is read: a --mem too small stops here
     rows, chunk = glm.plan_stream(int(settings.mem_gb * 2**30), len(first.shared_names), n_vox,
                                   longest, precision, held_rows=ahead * longest,
                                   accumulators=plan.n_slots,
                                   reader_bytes=reader_memory(workers, longest, mask))
-    ne = slots[0]
     LOG.info("sub-%s: GLM of %d regressors x %d voxels, %s precision, batches of <= %d volumes, "
-             "voxel chunks of %d", inputs.subject, ne.n_regressors, n_vox, precision, rows, chunk)
+             "voxel chunks of %d", inputs.subject, len(first.shared_names), n_vox, precision,
+             rows, chunk)
 
     # float32 run buffers, recycled: runs read ahead + one batch + the run in hand
     free: queue.SimpleQueue = queue.SimpleQueue()
@@ -186,6 +183,12 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
     progress = _Progress(inputs.subject, runs, t0)
     with quiet_cpu(), ThreadPoolExecutor(max_workers=workers) as pool:
         futures = deque(pool.submit(load, runs[k]) for k in order[:ahead])
+        # the readers start while the accumulators are allocated (zeroing P x V float64 each)
+        slots = [glm.new_normal_equations(first.shared_names, n_vox, device, precision=precision)
+                 for _ in range(plan.n_slots)]
+        for s in slots[1:]:
+            s.workspace = slots[0].workspace  # one set of batch buffers
+        ne = slots[0]
         for i, k in enumerate(order):
             run = runs[k]
             design = first if k == 0 else _design(inputs, latents, settings, k)
