@@ -139,10 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="memory budget in GB for the data and the GLM (batches, voxel chunks, "
                            "accumulators); the Python runtime adds ~0.5 GB (default: %(default)s)")
     perf.add_argument("-w", "--work-dir", type=Path, metavar="DIR",
-                      help="scratch folder for the masked runs, cached so that a rerun or "
-                           "another latent space does not decompress them again (default: "
-                           "output_dir/../work; one that cannot be written costs a warning and "
-                           "the cache)")
+                      help="scratch folder for the masked runs and the encoded stimulus "
+                           "latents, cached so that a rerun or another latent space does not "
+                           "decompress or encode them again (default: output_dir/../work; one "
+                           "that cannot be written costs a warning and the cache)")
     perf.add_argument("--seed", type=int, default=42, help="master random seed (default: %(default)s)")
     _add_input_and_rerun_options(p)
 

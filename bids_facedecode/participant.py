@@ -70,11 +70,11 @@ def analyse_participant(settings: Settings, layout, subject: str, spaces: list[L
     LOG.info("sub-%s: %d runs, %d volumes, %d training trials (%d unique images), %d test images, "
              "%d imagery trials", subject, len(inputs.runs), inputs.n_scans, len(inputs.train_trial_ids),
              len(inputs.train_ids), len(inputs.test_ids), inputs.n_imagery_trials)
-    latents = compute_latents(spaces, inputs)
+    cache = settings.work_dir / "cache" / f"sub-{subject}" if settings.work_dir else None
+    latents = compute_latents(spaces, inputs, cache)
     timings["inputs_and_latents"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    cache = settings.work_dir / "cache" / f"sub-{subject}" if settings.work_dir else None
     mask_img = reuse_mask(settings, inputs.runs[0])  # --decoder-from: the decoder's mask
     if mask_img is None:
         mask_img = participant_mask(inputs.runs, cache)  # a raw run 1 is cached while masked

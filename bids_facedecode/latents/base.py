@@ -105,6 +105,28 @@ class LatentModel(abc.ABC):
                    device: str | torch.device, source: Path) -> LatentModel:
         """Rebuild a model from its ``config.json`` and tensors (raise DataError if inconsistent)."""
 
+    def fingerprint(self) -> str:
+        """SHA-1 of everything that decides what :meth:`encode` returns: the kind, sizes and
+        configuration of the model and all its tensors (computed once per instance).
+
+        Returns
+        -------
+        str
+            40 hex digits.
+        """
+        cached = getattr(self, "_fingerprint", None)
+        if cached is None:
+            h = hashlib.sha1()
+            head = {"space": self.space, "latent_dim": self.latent_dim, "image_size": self.image_size,
+                    "crop_factor": self.crop_factor, "config": self.config_dict()}
+            h.update(json.dumps(head, sort_keys=True, default=str).encode())
+            for name, t in sorted(self.state_tensors().items()):
+                t = t.detach().cpu().contiguous().reshape(-1)
+                h.update(f"\n{name} {t.dtype} {t.numel()}\n".encode())
+                h.update(t.view(torch.uint8).numpy().tobytes())
+            cached = self._fingerprint = h.hexdigest()
+        return cached
+
     # ----------------------------------------------------------------- save/load
     def save(self, directory: str | Path) -> None:
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` atomically.

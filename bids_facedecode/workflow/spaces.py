@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,6 +21,7 @@ from ..latents.base import LatentModel
 from .inputs import ParticipantInputs
 
 LOG = logging.getLogger(__name__)
+_UNWRITABLE: set[str] = set()  # latent cache folders already warned about
 
 
 @dataclass
@@ -93,8 +98,68 @@ class JointLatents:
         return [f"z{i}" for i in range(self.offsets[k] + 1, self.offsets[k] + self.dims[k] + 1)]
 
 
-def compute_latents(spaces: list[LatentSpace], inputs: ParticipantInputs) -> JointLatents:
-    """Encode (or look up) training and test stimuli in every space; centre on training means."""
+def encode_cached(space: LatentSpace, shas: list[str], index: StimulusIndex,
+                  cache_dir: Path | None) -> np.ndarray:
+    """:meth:`LatentSpace.latents_for`, through a cache of encoded requests in ``cache_dir``.
+
+    Encoding thousands of stimuli with a model takes seconds to minutes on a CPU; a rerun of
+    the participant (``--overwrite``, a crash, a new option) reads the latents back instead.
+    The key is the model's :meth:`~bids_facedecode.latents.base.LatentModel.fingerprint`, the
+    device type and the stimuli's content hashes in order, so a hit returns exactly what
+    encoding the same request would (batch composition included). Table lookups are not cached.
+    An unreadable entry is encoded again (with a warning); an unwritable ``cache_dir`` only
+    costs the cache.
+
+    Parameters
+    ----------
+    space : LatentSpace
+    shas : list of str
+        Content hashes of the stimuli (``StimulusIndex`` keys).
+    index : StimulusIndex
+    cache_dir : Path or None
+        No caching when None.
+
+    Returns
+    -------
+    ndarray of shape (len(shas), D), float32
+    """
+    if cache_dir is None or space.table is not None or space.model is None or not shas:
+        return space.latents_for(shas, index)
+    model = space.model
+    device = torch.device(getattr(model, "device", "cpu")).type
+    key = hashlib.sha1("\n".join([model.fingerprint(), device, *shas]).encode()).hexdigest()
+    path = cache_dir / f"latents-{space.name}-{key[:24]}.npy"
+    if path.is_file():
+        try:
+            z = np.load(path, allow_pickle=False)
+            if z.shape != (len(shas), space.dim) or z.dtype != np.float32 or not np.isfinite(z).all():
+                raise ValueError(f"shape {z.shape}, dtype {z.dtype}")
+            return z
+        except (OSError, ValueError) as exc:
+            LOG.warning("Discarding unreadable latent cache file %s (%s); encoding again", path, exc)
+    z = np.ascontiguousarray(space.latents_for(shas, index), dtype=np.float32)
+    tmp = path.with_name(f".tmp{os.getpid()}-{path.name}")
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            np.save(f, z)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if str(cache_dir) not in _UNWRITABLE:  # once per folder
+            _UNWRITABLE.add(str(cache_dir))
+            LOG.warning("cannot write the latent cache in %s (%s); a rerun will encode again",
+                        cache_dir, exc.strerror or exc)
+    return z
+
+
+def compute_latents(spaces: list[LatentSpace], inputs: ParticipantInputs,
+                    cache_dir: Path | None = None) -> JointLatents:
+    """Encode (or look up) training and test stimuli in every space; centre on training means.
+
+    ``cache_dir`` keeps encoded latents for a rerun (:func:`encode_cached`).
+    """
     names, offsets, dims, blocks = [], [], [], []
     means, test, train_raw = {}, {}, {}
     row_of = {s: i for i, s in enumerate(inputs.train_ids)}
@@ -102,9 +167,9 @@ def compute_latents(spaces: list[LatentSpace], inputs: ParticipantInputs) -> Joi
     off = 0
     for space in spaces:
         t0 = time.perf_counter()
-        z_train = (space.latents_for(inputs.train_ids, inputs.index) if inputs.train_ids
-                   else np.zeros((0, space.dim), np.float32))
-        z_test = space.latents_for(inputs.test_ids, inputs.index)
+        z_train = (encode_cached(space, inputs.train_ids, inputs.index, cache_dir)
+                   if inputs.train_ids else np.zeros((0, space.dim), np.float32))
+        z_test = encode_cached(space, inputs.test_ids, inputs.index, cache_dir)
         # no training trials (decoded with --decoder-from, which brings its own mean): zeros
         mean = z_train[trial_rows].mean(axis=0) if trial_rows else np.zeros(space.dim, np.float32)
         names.append(space.name)
