@@ -125,8 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "events_file (or subject, session, run)")
     ana.add_argument("--decoder-from", nargs="+", type=Path, default=[], metavar="NPZ",
                      help="decode with decoders saved by an earlier run (_decoder.npz, one per space) "
-                          "instead of this data's own map; the data then need no training trials "
-                          "(e.g. a later session of test and imagery trials only)")
+                          "instead of this data's own map; the data then need few or no training "
+                          "trials (e.g. a later session of test and imagery trials only)")
     ana.add_argument("--n-permutations", type=_positive_int, default=1000, metavar="N",
                      help="permutations of each permutation test (default: %(default)s)")
 

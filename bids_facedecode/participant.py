@@ -28,7 +28,12 @@ from .bidsio import derivatives as deriv
 from .bidsio.layout import index_dataset, read_filter_file, resolve_labels
 from .bidsio.masks import participant_mask
 from .bidsio.participant_outputs import metrics_path
-from .bidsio.validation import start_validator, validate_bids, validate_participants
+from .bidsio.validation import (
+    start_validator,
+    trial_shortfall,
+    validate_bids,
+    validate_participants,
+)
 from .config import Settings
 from .device import describe_device, select_device
 from .errors import FaceDecodeError, UsageError
@@ -71,7 +76,14 @@ def analyse_participant(settings: Settings, layout, subject: str, spaces: list[L
              "%d imagery trials", subject, len(inputs.runs), inputs.n_scans, len(inputs.train_trial_ids),
              len(inputs.train_ids), len(inputs.test_ids), inputs.n_imagery_trials)
     cache = settings.work_dir / "cache" / f"sub-{subject}" if settings.work_dir else None
-    latents = compute_latents(spaces, inputs, cache)
+    reused = set(load_saved_decoders(settings)) if settings.decoder_from else set()
+    short = (trial_shortfall(inputs, [s.dim for s in spaces])
+             if all(s.name in reused for s in spaces) else None)
+    if short:  # every space has its decoder: no latent map to fit, so no latent block either
+        LOG.info("sub-%s %s: the GLM has no latent block (the training trials, if any, are "
+                 "modelled by the face regressor alone); decoded with the saved decoders",
+                 subject, short)
+    latents = compute_latents(spaces, inputs, cache, latent_block=short is None)
     timings["inputs_and_latents"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()

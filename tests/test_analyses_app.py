@@ -123,9 +123,9 @@ def test_decoder_reuse_reproduces_and_transfers(analyses_run, app_dataset, small
     assert "pairwise_latent" in _metrics(out, "02")["metrics"]
 
 
-def _without_training_trials(src: Path, dst: Path, subject: str = "01") -> Path:
+def _without_training_trials(src: Path, dst: Path, subject: str = "01", keep: int = 0) -> Path:
     """A copy of one participant whose events list no training trial (a later session that
-    shows only test faces and imagery)."""
+    shows only test faces and imagery), or only the first ``keep`` of each run."""
     def others(folder, names):  # the other participants' folders
         return [n for n in names if Path(folder) == src and n.startswith("sub-")
                 and n != f"sub-{subject}"]
@@ -133,7 +133,8 @@ def _without_training_trials(src: Path, dst: Path, subject: str = "01") -> Path:
     shutil.copytree(src, dst, ignore=others)
     for ev in (dst / f"sub-{subject}").rglob("*_events.tsv"):
         table = pd.read_csv(ev, sep="\t", dtype=str, keep_default_na=False)
-        table[table.trial_type != "train_face"].to_csv(ev, sep="\t", index=False)
+        train = table.trial_type == "train_face"
+        table[~train | (train.cumsum() <= keep)].to_csv(ev, sep="\t", index=False)
     return dst
 
 
@@ -153,16 +154,46 @@ def test_decoder_reuse_on_data_without_training_trials(analyses_run, app_dataset
     assert m["pairwise_latent"]["value"] > 0.6 and "gender_accuracy" in m
     func = out / "sub-01" / "func"
     brain = np.asarray(nib.load(func / "sub-01_task-faces_desc-brain_mask.nii.gz").dataobj) > 0
-    for name in ("desc-pca_stat-F", "desc-facevsfixation_stat-t"):
+    for name, why in (("desc-pca_stat-F", "no latent block"),
+                      ("desc-facevsfixation_stat-t", "no training trials")):
         img = nib.load(func / f"sub-01_task-faces_{name}_statmap.nii.gz")
         assert np.isnan(np.asarray(img.dataobj)[brain]).all()
         side = json.loads((func / f"sub-01_task-faces_{name}_statmap.json").read_text())
-        assert "no training trials" in side["Description"]
+        assert why in side["Description"]
     dec = pd.read_csv(func / "sub-01_task-faces_desc-pca_decoding.tsv", sep="\t")
     assert np.isfinite(dec[[c for c in dec.columns if c.startswith("decoded_z")]].to_numpy()).all()
     html = (out / "sub-01.html").read_text()
-    assert html.count("Not estimated (NaN): these data have no training trials.") == 2  # captions
+    assert html.count("Not estimated (NaN)") == 2  # the captions of both maps
     assert "could not be drawn" not in html
+
+
+def test_decoder_reuse_with_too_few_training_trials_for_a_latent_block(analyses_run, app_dataset,
+                                                                       small_pca, tmp_path, caplog):
+    """5 training trials a run (~20 in all) cannot support 16 latent regressors; with a saved
+    decoder for every space they are modelled by the face regressor alone: the face t map is
+    estimated, the latent F map is not, and decoding stays well above chance."""
+    import logging
+
+    npz = analyses_run / "sub-01" / "func" / "sub-01_task-faces_desc-pca_decoder.npz"
+    bids = _without_training_trials(app_dataset, tmp_path / "bids", keep=5)
+    out = tmp_path / "reuse"
+    with caplog.at_level(logging.INFO, logger="bids_facedecode"):
+        assert main(app_args(bids, out, small_pca, "participant", "--decoder-from", str(npz),
+                             "--n-permutations", "200", "--skip-bids-validation")) == 0
+    doc = _metrics(out)
+    n = doc["n_training_trials"]
+    assert 15 <= n <= 20 and doc["metrics"]["pairwise_latent"]["value"] > 0.6
+    assert f"has {n} training trials; a map with 16 latent dimensions" in caplog.text
+    assert "no latent block" in caplog.text
+    func = out / "sub-01" / "func"
+    brain = np.asarray(nib.load(func / "sub-01_task-faces_desc-brain_mask.nii.gz").dataobj) > 0
+    t = np.asarray(nib.load(func / "sub-01_task-faces_desc-facevsfixation_stat-t_statmap.nii.gz")
+                   .dataobj)[brain]
+    f = np.asarray(nib.load(func / "sub-01_task-faces_desc-pca_stat-F_statmap.nii.gz").dataobj)[brain]
+    assert np.isfinite(t).all() and np.abs(t).max() > 3 and np.isnan(f).all()
+    # without a decoder for every space, the same data are refused before any BOLD is read
+    code = main(app_args(bids, tmp_path / "fit", small_pca, "participant", "--skip-bids-validation"))
+    assert code == 65
 
 
 def test_data_without_training_trials_need_a_decoder_for_every_space(app_dataset, small_pca,

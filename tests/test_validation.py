@@ -96,9 +96,14 @@ def test_no_training_trials_pass_only_when_every_space_has_a_saved_decoder():
     with pytest.raises(DataError, match=r"/data/sub-01/func: sub-01 has no training trials, so the "
                                         r"brain-to-latent map of vaegan cannot be fitted"):
         validation.check_enough_trials(none, [6, 4], to_fit=["vaegan"])
-    # with training trials, the usual counts apply whatever is re-used
-    with pytest.raises(DataError, match="distinct training images"):
-        validation.check_enough_trials(_inputs(n_unique=3, n_trials=40), [6], to_fit=())
+    # too few training trials for the latent block: fine when every space re-uses a decoder
+    # (they are then modelled by the face regressor alone), an error naming the way out otherwise
+    few = _inputs(n_unique=3, n_trials=40)
+    validation.check_enough_trials(few, [6], to_fit=())
+    assert "3 distinct training images" in validation.trial_shortfall(few, [6])
+    with pytest.raises(DataError, match=r"3 distinct training images .* --decoder-from\)"):
+        validation.check_enough_trials(few, [6], to_fit=["pca"])
+    assert validation.trial_shortfall(_inputs(n_unique=11, n_trials=40), [6, 4]) is None
 
 
 def test_all_participants_checked_before_any_is_analysed(caplog):

@@ -70,16 +70,20 @@ def write_participant_outputs(result, settings, root: Path | None = None) -> lis
         {"Description": "Brain mask (nilearn compute_epi_mask on the first run's mean)", "Type": "Brain"},
         np.uint8)
     first = next(iter(result.spaces.values()))
-    # data without training trials (decoded with --decoder-from) have no face or latent regressors
-    untrained = " Not estimated (NaN): these data have no training trials." \
-        if not result.inputs.train_trial_ids else ""
+    # data decoded with --decoder-from may have no latent block (too few training trials) or no
+    # training trials at all: those maps are NaN, and their sidecars say why
+    no_faces = " Not estimated (NaN): these data have no training trials." \
+        if np.isnan(first.face_t).all() else ""
     nii(first.face_t, {"desc": "facevsfixation", "stat": "t"}, "statmap",
         {"Description": "t map of the face regressor (all training faces vs. the fixation "
-                        "baseline)." + untrained, "DegreesOfFreedom": first.dof})
+                        "baseline)." + no_faces, "DegreesOfFreedom": first.dof})
     for name, res in result.spaces.items():
         D = res.W.shape[0] - 1
+        no_block = (" Not estimated (NaN): the model of these data has no latent block (too few "
+                    "training trials, or none; decoded with a saved decoder)."
+                    if np.isnan(res.f_map).all() else "")
         nii(res.f_map, {"desc": name, "stat": "F"}, "statmap",
-            {"Description": f"F test of the {D} latent regressors of the {name} space." + untrained,
+            {"Description": f"F test of the {D} latent regressors of the {name} space." + no_block,
              "DegreesOfFreedom": [D, res.dof]})
         sel = np.zeros(res.f_map.size, np.uint8)
         sel[res.selected] = 1

@@ -251,23 +251,24 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
     zcols = latents.z_columns(space.name)
     other = [n for n in ne_all.names if not n.startswith("z")]
     V = ne_all.n_voxels
-    if inputs.train_trial_ids:
+    if latents.latent_block:
         columns = zcols + other
         fit = glmstats.whiten(ne_all, columns, tested=zcols)  # one triangular solve
         f_map = fit.f_statistic().cpu().numpy()
         face_t = fit.t_statistic(FACE).cpu().numpy()
     elif saved is not None:
-        # no training trials (a later session decoded with a saved decoder): the latent block
-        # and the face regressor are empty, so the model is test, imagery and nuisance only,
-        # and the latent F and face t maps are not estimated
+        # no latent block (a later session decoded with a saved decoder, with too few training
+        # trials or none): training trials, if any, enter by the face regressor alone; the
+        # latent F map is not estimated, nor the face t map without training trials
         present = set(present_columns(ne_all))
         columns = [n for n in other if n in present]
         fit = glmstats.whiten(ne_all, columns)
         f_map = np.full(V, np.nan)
-        face_t = np.full(V, np.nan)
+        face_t = (fit.t_statistic(FACE).cpu().numpy() if FACE in present
+                  else np.full(V, np.nan))
     else:
-        raise DataError(f"sub-{inputs.subject}: no training trials, and no saved decoder for the "
-                        f"{space.name} space (--decoder-from)")
+        raise DataError(f"sub-{inputs.subject}: no latent block in the GLM, and no saved decoder "
+                        f"for the {space.name} space (--decoder-from)")
     noise_var_all = fit.residual_variance().cpu().numpy()
     D = len(zcols)
     names = fit.names

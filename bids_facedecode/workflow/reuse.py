@@ -7,9 +7,11 @@ map ``W`` over the saved voxels decodes them. The saved ``_decoder.npz`` holds `
 ``affine``, ``space``, ``decoder``, ``ridge`` and the gender axis of the fit (``gender_axis``,
 ``gender_midpoint``; empty when the fit had no gender labels).
 
-The new data need no training trials of their own (a later session with test and imagery trials
-only): their GLM then has no latent block, and the latent F and face t maps are not estimated
-(NaN); the gender axis comes from the saved decoder when the new data label no training faces.
+The new data need not have enough training trials for a latent map (a short later session, or
+one of test and imagery trials only): when every space has its saved decoder, their GLM then has
+no latent block (training trials, if any, enter by the face regressor alone), the latent F map is
+not estimated (NaN), and the gender axis comes from the saved decoder when the new data label no
+training faces.
 """
 
 from __future__ import annotations

@@ -88,6 +88,9 @@ class JointLatents:
     means: dict[str, np.ndarray]   # space -> (D,)
     test: dict[str, np.ndarray]    # space -> (n_test, D) uncentred
     train_raw: dict[str, np.ndarray] = field(default_factory=dict)  # space -> (n_train, D)
+    # False: the GLM has no latent block (``train`` is all zeros, so the training trials are
+    # modelled by the face regressor alone); every space is then decoded with a saved decoder
+    latent_block: bool = True
 
     @property
     def total_dim(self) -> int:
@@ -155,10 +158,12 @@ def encode_cached(space: LatentSpace, shas: list[str], index: StimulusIndex,
 
 
 def compute_latents(spaces: list[LatentSpace], inputs: ParticipantInputs,
-                    cache_dir: Path | None = None) -> JointLatents:
+                    cache_dir: Path | None = None, latent_block: bool = True) -> JointLatents:
     """Encode (or look up) training and test stimuli in every space; centre on training means.
 
-    ``cache_dir`` keeps encoded latents for a rerun (:func:`encode_cached`).
+    ``cache_dir`` keeps encoded latents for a rerun (:func:`encode_cached`). Without
+    ``latent_block`` (every space decoded with a saved decoder, too few training trials for a
+    latent map) the design's latent columns are left empty: see :attr:`JointLatents.latent_block`.
     """
     names, offsets, dims, blocks = [], [], [], []
     means, test, train_raw = {}, {}, {}
@@ -184,13 +189,15 @@ def compute_latents(spaces: list[LatentSpace], inputs: ParticipantInputs,
     joint = np.concatenate(blocks, axis=1).astype(np.float64)
     n_trials = len(inputs.train_trial_ids)
     need = max(dims) + 1 + len(inputs.test_ids) + len(inputs.imagery_ids)
-    if 0 < n_trials <= need:  # none at all: no map to fit (validation.check_enough_trials)
+    if latent_block and 0 < n_trials <= need:  # none: no map to fit (validation.check_enough_trials)
         raise DataError(
             f"sub-{inputs.subject}: {n_trials} training trials cannot estimate a map with "
             f"{max(dims)} latent dimensions (needs more trials than the {need} regressors of "
             "latents, face, test and imagery; use a smaller latent space or more runs)"
         )
+    if not latent_block:
+        joint = np.zeros_like(joint)
     return JointLatents(names, offsets, dims, dict(zip(inputs.train_ids, joint, strict=True)), means, test,
-                        train_raw)
+                        train_raw, latent_block)
 
 
