@@ -424,25 +424,41 @@ def cache_key(bold: Path, mask: np.ndarray) -> str:
     return h.hexdigest()[:20]
 
 
-_CACHE_WARNED: set[str] = set()
+_CACHE_WARNED: set[tuple[str, str]] = set()
 _CACHE_LOCK = threading.Lock()
 
 
-def _cache_failed(cache_dir: Path, exc: OSError, *partial: Path) -> None:
+def cache_write_failed(cache_dir: Path, exc: OSError, what: str, consequence: str,
+                       *partial: Path) -> None:
     """A cache write failed (full disk, read-only or unusable work dir): remove what it left,
-    warn once per cache folder and go on without it (the results do not depend on the cache)."""
+    warn once per cache and folder and go on without it (the results do not depend on a cache).
+
+    Parameters
+    ----------
+    cache_dir : Path
+    exc : OSError
+    what, consequence : str
+        Named in the warning: ``cannot write the {what} in DIR (...); going on without it, so
+        {consequence}``.
+    *partial : Path
+        Files the failed write may have left.
+    """
     for path in partial:
         try:
             path.unlink(missing_ok=True)
         except OSError:
             pass
-    with _CACHE_LOCK:
-        first = str(cache_dir) not in _CACHE_WARNED
-        _CACHE_WARNED.add(str(cache_dir))
+    with _CACHE_LOCK:  # once per cache (run cache, latent cache) and folder
+        first = (what, str(cache_dir)) not in _CACHE_WARNED
+        _CACHE_WARNED.add((what, str(cache_dir)))
     if first:
-        LOG.warning("cannot write the run cache in %s (%s); going on without it, so a rerun "
-                    "will read and decompress the runs again (choose another work dir with -w)",
-                    cache_dir, exc.strerror or exc)
+        LOG.warning("cannot write the %s in %s (%s); going on without it, so %s (choose another "
+                    "work dir with -w)", what, cache_dir, exc.strerror or exc, consequence)
+
+
+def _cache_failed(cache_dir: Path, exc: OSError, *partial: Path) -> None:
+    cache_write_failed(cache_dir, exc, "run cache", "a rerun will read and decompress the runs "
+                       "again", *partial)
 
 
 def _cache_store(cache_dir: Path, key: str, bold: Path, raw: np.ndarray,

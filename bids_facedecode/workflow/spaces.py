@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..bidsio.bold import cache_write_failed
 from ..bidsio.stimuli import StimulusIndex
 from ..config import Settings
 from ..errors import DataError
@@ -21,7 +21,6 @@ from ..latents.base import LatentModel
 from .inputs import ParticipantInputs
 
 LOG = logging.getLogger(__name__)
-_UNWRITABLE: set[str] = set()  # latent cache folders already warned about
 
 
 @dataclass
@@ -148,12 +147,8 @@ def encode_cached(space: LatentSpace, shas: list[str], index: StimulusIndex,
             np.save(f, z)
         os.replace(tmp, path)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        if str(cache_dir) not in _UNWRITABLE:  # once per folder
-            _UNWRITABLE.add(str(cache_dir))
-            LOG.warning("cannot write the latent cache in %s (%s); a rerun will encode again",
-                        cache_dir, exc.strerror or exc)
+        cache_write_failed(cache_dir, exc, "latent cache", "a rerun will encode the stimuli "
+                           "again", tmp)
     return z
 
 
