@@ -63,10 +63,12 @@ class ParticipantResult:
 
 def analyse_participant(settings: Settings, layout, subject: str, spaces: list[LatentSpace],
                         device: torch.device, filters: dict,
-                        inputs: ParticipantInputs | None = None) -> ParticipantResult:
+                        inputs: ParticipantInputs | None = None,
+                        saved: dict | None = None) -> ParticipantResult:
     """The whole participant analysis, without writing outputs.
 
-    ``inputs`` are the participant's already collected inputs (collected here when omitted).
+    ``inputs`` are the participant's already collected inputs (collected here when omitted);
+    ``saved`` the ``--decoder-from`` decoders by space (read here when omitted).
     """
     timings = {}
     t0 = time.perf_counter()
@@ -76,9 +78,10 @@ def analyse_participant(settings: Settings, layout, subject: str, spaces: list[L
              "%d imagery trials", subject, len(inputs.runs), inputs.n_scans, len(inputs.train_trial_ids),
              len(inputs.train_ids), len(inputs.test_ids), inputs.n_imagery_trials)
     cache = settings.work_dir / "cache" / f"sub-{subject}" if settings.work_dir else None
-    reused = set(load_saved_decoders(settings)) if settings.decoder_from else set()
+    if saved is None:
+        saved = load_saved_decoders(settings)
     short = (trial_shortfall(inputs, [s.dim for s in spaces])
-             if all(s.name in reused for s in spaces) else None)
+             if all(s.name in saved for s in spaces) else None)
     if short:  # every space has its decoder: no latent map to fit, so no latent block either
         LOG.info("sub-%s %s: the GLM has no latent block (the training trials, if any, are "
                  "modelled by the face regressor alone); decoded with the saved decoders",
@@ -87,11 +90,11 @@ def analyse_participant(settings: Settings, layout, subject: str, spaces: list[L
     timings["inputs_and_latents"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    mask_img = reuse_mask(settings, inputs.runs[0])  # --decoder-from: the decoder's mask
+    mask_img = reuse_mask(list(saved.values()), inputs.runs[0])  # --decoder-from: its mask
     if mask_img is None:
         mask_img = participant_mask(inputs.runs, cache)  # a raw run 1 is cached while masked
     mask = np.asarray(mask_img.dataobj).astype(bool)
-    analyses = plan_analyses(settings, inputs, mask_img)
+    analyses = plan_analyses(settings, inputs, mask_img, saved)
     ne = fit_joint_glm(inputs, latents, mask, settings, device, cache,
                        partitions=(analyses.halves, analyses.cv))
     timings["glm"] = time.perf_counter() - t1
@@ -219,10 +222,10 @@ def run_participants(settings: Settings) -> int:
     todo = [s for s in subjects if s not in complete]
     for subject in sorted(set(subjects) - set(todo)):
         print(f"sub-{subject}: outputs complete, skipped (use --overwrite to recompute)")
-    reused = set(load_saved_decoders(settings)) if settings.decoder_from else set()
+    saved = load_saved_decoders(settings)  # --decoder-from, by space
     all_inputs = validate_participants(
         todo, lambda s: collect_inputs(settings, layout, s, filters), [s.dim for s in spaces],
-        to_fit=[s.name for s in spaces if s.name not in reused])
+        to_fit=[s.name for s in spaces if s.name not in saved])
     settle()  # the participants' inputs and the latent models
 
     failed: list[FaceDecodeError] = []
@@ -237,7 +240,7 @@ def run_participants(settings: Settings) -> int:
             try:
                 with collect_warnings(warnings):  # shown in the report's warnings section
                     result = analyse_participant(settings, layout, subject, spaces, device, filters,
-                                                 all_inputs[subject])
+                                                 all_inputs[subject], saved)
                     result.warnings = warnings
                     deriv.failpoint("analysed")
                     write_outputs(result, settings)

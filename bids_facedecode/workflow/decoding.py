@@ -70,14 +70,19 @@ def load_saved_decoders(settings: Settings) -> dict[str, SavedDecoder]:
     return saved
 
 
-def plan_analyses(settings: Settings, inputs: ParticipantInputs, mask_img) -> Analyses:
-    """Decide the extra accumulators and regions of a participant before the data pass."""
+def plan_analyses(settings: Settings, inputs: ParticipantInputs, mask_img,
+                  saved: dict[str, SavedDecoder] | None = None) -> Analyses:
+    """Decide the extra accumulators and regions of a participant before the data pass.
+
+    ``saved`` are the ``--decoder-from`` decoders by space (:func:`load_saved_decoders`; read
+    here when omitted).
+    """
     for d in settings.decoders:
         if d not in DECODERS:
             raise UsageError(f"--decoder {d}: use one of {', '.join(DECODERS)}")
     if settings.voxel_selection not in SELECTIONS:
         raise UsageError(f"--voxel-selection {settings.voxel_selection}: use one of {', '.join(SELECTIONS)}")
-    out = Analyses(saved=load_saved_decoders(settings))
+    out = Analyses(saved=load_saved_decoders(settings) if saved is None else saved)
     if len(inputs.runs) >= 2:
         out.halves = FoldAccumulator(half_of_runs(inputs.runs), "split-half reliability")
     elif settings.voxel_selection == "noiseceiling":

@@ -17,6 +17,7 @@ training faces.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,18 +130,18 @@ def voxel_index(saved: SavedDecoder, mask: np.ndarray) -> np.ndarray:
     return idx
 
 
-def reuse_mask(settings, run) -> nib.Nifti1Image | None:
+def reuse_mask(decoders: Sequence[SavedDecoder], run) -> nib.Nifti1Image | None:
     """With ``--decoder-from``, the decoder's own mask becomes the analysis mask (None otherwise).
 
     Parameters
     ----------
-    settings : Settings
+    decoders : sequence of SavedDecoder
+        The ``--decoder-from`` decoders (none: no re-use).
     run : RunInfo
         A run of the new data; its grid must be the decoder's.
     """
-    if not settings.decoder_from:
+    if not decoders:
         return None
-    decoders = [load_decoder(p) for p in settings.decoder_from]
     first = decoders[0]
     for d in decoders:
         check_grid(d, run.shape, np.asarray(run.affine), str(run.bold))
