@@ -214,9 +214,10 @@ def check_enough_trials(inputs, dims: Sequence[int], to_fit: Sequence[str] | Non
     """Enough training data for the joint latent map of the spaces fitted from these data.
 
     ``to_fit`` names the spaces without a saved decoder (``--decoder-from``; None: all of
-    them). When every space has one (``to_fit`` empty), no latent map is fitted and any number of training trials
-    will do (none at all, a later session of test and imagery trials; too few for the latent
-    block, and they are modelled by the face regressor alone: :func:`trial_shortfall`).
+    them). When every space has one (``to_fit`` empty), no latent map is fitted and any number
+    of training trials will do (none at all, a later session of test and imagery trials; too
+    few for the latent block, and they are modelled by the face regressor alone:
+    :func:`trial_shortfall`).
 
     Raises
     ------
