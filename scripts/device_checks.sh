@@ -11,7 +11,8 @@
 #   tests        the CUDA-parametrised tests (pytest -m cuda)
 #   glm          benchmarks/bench_glm.py, GLM section on CUDA (T=10k/20k, V=50k/100k)
 #   participant  benchmarks/bench_glm.py, whole participant level on CUDA (98 runs, V=100k)
-#   vaegan       train the small VAE-GAN with $VAEGAN_FLAGS (default: the shipped settings) on
+#   vaegan       train the small VAE-GAN with $VAEGAN_FLAGS (default: the shipped settings,
+#                adversarial stage and decoder refinement, both on the device) on
 #                the simulator's corpus and compare it with the shipped PCA
 #                (benchmarks/bench_latents_quality.py); the model comes back in $OUT/vaegan-*
 #
@@ -19,7 +20,7 @@
 # rehearsal), STEP_TIMEOUT (seconds per step, default 300), NPROCS (default: all CPUs),
 # SMOKE=1 (tiny sizes: rehearse the script on a CPU in a minute), PYTHON (default python3).
 # All output goes to $OUT/steps.log and one line per step to $OUT/summary.txt (with the model of
-# the vaegan step: 5 files, within what a device run sends back); a failing step does not stop
+# the vaegan step: 6 files, within what a device run sends back); a failing step does not stop
 # the next; the exit status is the number of failed steps.
 #
 # Budget (15 device-minutes a session, a machine's start included): the default steps take about
@@ -57,8 +58,8 @@ EOF
 
 step_tests() {
     "$PY" -m pytest -q -p no:cacheprovider -m cuda tests/test_glm.py tests/test_decode.py \
-        tests/test_device.py tests/test_latents_vaegan.py tests/test_analyses_folds.py \
-        tests/test_streaming.py
+        tests/test_device.py tests/test_latents_vaegan.py tests/test_latents_refine.py \
+        tests/test_analyses_folds.py tests/test_streaming.py
 }
 
 step_glm() {
@@ -76,7 +77,7 @@ step_participant() {
 }
 
 step_vaegan() {
-    local flags=${VAEGAN_FLAGS:-"--epochs 50 --batch-size 64 --lr 1e-3 --kl-weight 0.0001 --feat-weight 0.01 --adv-weight 0.0001"}
+    local flags=${VAEGAN_FLAGS:-"--epochs 50 --batch-size 64 --lr 1e-3 --kl-weight 0.0001 --feat-weight 0.01 --adv-weight 0.0001 --refine-epochs 10 --refine-lr 1e-4"}
     local n=20000 tag model
     [ "$SMOKE" = 1 ] && { n=200; flags="$flags --epochs 1 --max-images 200"; }
     tag=$(echo "$flags" | tr -c 'A-Za-z0-9.\n' '_' | tr -s '_' | sed 's/^_//' | cut -c1-60)

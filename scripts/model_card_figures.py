@@ -52,6 +52,12 @@ def main(argv: list[str]) -> int:
             ax.plot(per_epoch.index + 1, per_epoch[c], label=c)
         ax.set_xlabel("epoch")
         ax.set_yscale("log" if cols != ["gan_d", "gan_g"] else "linear")
+    refine_csv = SHIPPED_DIR / "vaegan" / "refine_losses.csv"
+    if refine_csv.is_file():  # second stage: decoder refined on the posterior means
+        refine = pd.read_csv(refine_csv).groupby("epoch").mean(numeric_only=True)
+        axes[0].plot(len(per_epoch) + refine.index + 1, refine["pix"],
+                     label="pix of G(mu), refinement")
+    for ax in axes:
         ax.legend(fontsize=7)
     fig.suptitle("shipped VAE-GAN: training losses (epoch means)", fontsize=9)
     fig.tight_layout()

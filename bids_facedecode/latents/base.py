@@ -144,6 +144,7 @@ class LatentModel(abc.ABC):
             "crop_factor": float(self.crop_factor),
             **self.config_dict(),
             "training": self.meta.get("training", {}),
+            **({"refinement": self.meta["refinement"]} if self.meta.get("refinement") else {}),
             "versions": library_versions(),
             "saved": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }

@@ -18,9 +18,14 @@ from bids_facedecode.argtypes import positive_float as _positive_float
 from bids_facedecode.argtypes import positive_int as _positive_int
 
 from ..errors import EXIT_FAILURE, EXIT_SUCCESS, FaceDecodeError, UsageError
+from .base import read_model_dir
 from .datasets import FaceImages
-from .train import TrainOptions, train_pca, train_vaegan
+from .refine import refine_saved_model
+from .train import TrainOptions, select_device, train_pca, train_vaegan
 from .vaegan_nets import ARCHS, get_arch
+
+#: epochs of ``--refine-from`` when ``--refine-epochs`` is not given
+REFINE_FROM_EPOCHS = 10
 
 
 def _fraction(value: str) -> float:
@@ -57,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kl-weight", type=float, default=d.kl_weight)
     p.add_argument("--feat-weight", type=float, default=d.feat_weight)
     p.add_argument("--adv-weight", type=float, default=d.adv_weight)
+    p.add_argument("--refine-epochs", type=_nonneg_int, default=None,
+                   help="VAE-GAN: epochs of a second stage that fits the decoder to the encoder's "
+                        "posterior means (pixel MSE; encoder and latent space unchanged); "
+                        f"default {d.refine_epochs} (off), {REFINE_FROM_EPOCHS} with --refine-from")
+    p.add_argument("--refine-lr", type=_positive_float, default=d.refine_lr,
+                   help=f"learning rate of the decoder refinement (default {d.refine_lr:g})")
+    p.add_argument("--refine-from", type=Path, default=None, metavar="MODEL_DIR",
+                   help="VAE-GAN: skip the adversarial training and only refine the decoder of "
+                        "this saved model on --images; written to --out")
     p.add_argument("--no-flip", action="store_true", help="no left-right flip augmentation")
     p.add_argument("--whiten", action="store_true", help="PCA: whitened latents")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -73,6 +87,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _refine(args: argparse.Namespace, log: logging.Logger):
+    """``--refine-from``: the decoder refinement of a saved VAE-GAN alone."""
+    source = args.refine_from
+    config, _ = read_model_dir(source)
+    if config["kind"] != "vaegan":
+        raise UsageError(f"--refine-from {source}: a {config['kind']} model has no decoder to "
+                         "refine (expected a VAE-GAN)")
+    data = FaceImages.from_folder(args.images, config["image_size"], args.crop_factor,
+                                  args.max_images)
+    epochs = REFINE_FROM_EPOCHS if args.refine_epochs is None else args.refine_epochs
+    log.info("refining the decoder of %s on %d images of %s (%d epochs)", source, len(data),
+             args.images, epochs)
+    return refine_saved_model(source, data, args.out, epochs, args.refine_lr, args.batch_size,
+                              TrainOptions().lr_decay, not args.no_flip, args.seed, args.workers,
+                              select_device(args.device), progress=not args.no_progress)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -81,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("bids_facedecode.latents")
     try:
+        if args.refine_from is not None and args.space != "vaegan":
+            raise UsageError("--refine-from refines a VAE-GAN's decoder: use --space vaegan")
         if args.space == "pca":
             size = args.image_size or 64
             data = FaceImages.from_folder(args.images, size, args.crop_factor, args.max_images)
@@ -88,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
             model = train_pca(data, args.out, n_components=args.latent_dim or 128,
                               whiten=args.whiten, device=args.device, seed=args.seed,
                               workers=args.workers)
+        elif args.refine_from is not None:
+            model = _refine(args, log)
         else:
             try:
                 arch = get_arch(args.arch, args.latent_dim, args.image_size)
@@ -100,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
                                 adv_weight=args.adv_weight, hflip=not args.no_flip,
                                 workers=args.workers, seed=args.seed, device=args.device,
                                 checkpoint_every=args.checkpoint_every,
-                                progress=not args.no_progress)
+                                progress=not args.no_progress,
+                                refine_epochs=args.refine_epochs or 0,
+                                refine_lr=args.refine_lr)
             log.info("VAE-GAN %s on %d images of %s", arch.name, len(data), args.images)
             model = train_vaegan(data, args.out, arch, opts, resume=args.resume)
     except FaceDecodeError as exc:

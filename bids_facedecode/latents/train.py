@@ -14,6 +14,8 @@ Encoder: ``kl_weight·kl + pix + feat_weight·feat``; decoder: ``pix + feat_weig
 adv_weight·gan_g``; discriminator: ``gan_d``; three Adam optimisers. The equilibrium
 heuristic pauses the discriminator when it wins too clearly and the decoder's GAN term
 when it loses too clearly. Same code on CPU and CUDA (bf16 autocast on CUDA).
+With ``refine_epochs``, a second stage then fits the decoder to the encoder's posterior means
+(:mod:`bids_facedecode.latents.refine`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from ..errors import DataError, UsageError
 from .base import CONFIG_NAME, command_line, data_hash
 from .datasets import EpochSampler, FaceImages
 from .pca import PCAModel
+from .refine import REFINE_LOSSES, refine_decoder
 from .vaegan import VAEGANModel
 from .vaegan_nets import Decoder, Discriminator, Encoder, VAEGANArch
 
@@ -69,6 +72,8 @@ class TrainOptions:
     checkpoint_every: int = 1000    # optimiser steps; and at each epoch end
     keep_checkpoints: int = 2
     progress: bool = True
+    refine_epochs: int = 0          # second stage: decoder refined on the posterior means
+    refine_lr: float = 1e-4
 
 
 def select_device(name: str) -> torch.device:
@@ -237,12 +242,14 @@ def train_vaegan(data: FaceImages, out_dir: str | Path, arch: VAEGANArch,
     data : FaceImages
         Training images (sized to ``arch.image_size``).
     out_dir : path-like
-        Receives ``config.json``, ``model.safetensors``, ``losses.csv`` and
-        ``checkpoints/``.
+        Receives ``config.json``, ``model.safetensors``, ``losses.csv``, ``checkpoints/``
+        and, with ``opts.refine_epochs``, ``refine_losses.csv``.
     arch : VAEGANArch
     opts : TrainOptions
     resume : bool
-        Continue from the latest checkpoint in ``out_dir/checkpoints``.
+        Continue from the latest checkpoint in ``out_dir/checkpoints``. The decoder
+        refinement (``opts.refine_epochs``) has no checkpoints of its own: an interrupted one
+        starts again from the last adversarial epoch's checkpoint (same result).
     max_steps : int, optional
         Stop after this many optimiser steps in total (tests, benchmarks); no model is
         saved when the run stops early.
@@ -348,6 +355,12 @@ def train_vaegan(data: FaceImages, out_dir: str | Path, arch: VAEGANArch,
         "seconds": round(elapsed, 1), "final_losses": last, "command": command_line(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }}
+    if epoch >= opts.epochs and opts.refine_epochs:
+        # after the last epoch's checkpoint: an interrupted refinement resumes from there
+        meta["refinement"] = refine_decoder(
+            trainer.enc, trainer.dec, data, opts.refine_epochs, opts.refine_lr, batch_size,
+            opts.lr_decay, opts.hflip, opts.seed, opts.workers, device,
+            out_dir / REFINE_LOSSES, opts.progress)
     model = VAEGANModel(arch, trainer.enc, trainer.dec, crop_factor=data.crop_factor,
                         device=device, meta=meta)
     if epoch >= opts.epochs:

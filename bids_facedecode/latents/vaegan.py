@@ -93,4 +93,5 @@ class VAEGANModel(LatentModel):
         enc.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")})
         dec.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("decoder.")})
         return cls(arch, enc, dec, crop_factor=float(config.get("crop_factor", 1.0)),
-                   device=device, meta={"training": config.get("training", {})})
+                   device=device, meta={"training": config.get("training", {}),
+                                        "refinement": config.get("refinement", {})})
