@@ -24,6 +24,7 @@ def z():
 def test_write_read_round_trip(tmp_path, z, suffix):
     path = tmp_path / f"latents{suffix}"
     write_latent_table(path, STIMS, z)
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by the lab, not private
     table = load_latent_table(path)
     assert table.keys == STIMS and table.latent_dim == 5
     np.testing.assert_array_equal(table.latents, z)

@@ -104,6 +104,12 @@ def test_refine_saved_model_records_its_source(adversarial, faces, tmp_path):
                                  batch_size=16, progress=False)
     cfg = json.loads((tmp_path / "r" / "config.json").read_text())
     parent = json.loads((adversarial / "config.json").read_text())
+    # saved into an existing folder (in place) and as a new one: readable by the lab
+    source.save(tmp_path / "copy")
+    assert (tmp_path / "copy").stat().st_mode & 0o777 == 0o755  # not mkdtemp's 0700
+    for d in (tmp_path / "r", tmp_path / "copy"):
+        for name in ("config.json", "model.safetensors"):
+            assert (d / name).stat().st_mode & 0o777 == 0o644, d / name
     assert cfg["training"] == parent["training"]  # the adversarial stage's record is kept
     assert cfg["refinement"]["source_model"]["fingerprint"] == source.fingerprint()
     assert cfg["refinement"]["epochs"] == 2 and (tmp_path / "r" / "refine_losses.csv").is_file()

@@ -158,6 +158,9 @@ class LatentModel(abc.ABC):
                 try:
                     save_file(tensors, str(tmp / WEIGHTS_NAME))
                     (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+                    for name in (WEIGHTS_NAME, CONFIG_NAME):
+                        os.chmod(tmp / name, SHARED_FILE_MODE)
+                    os.chmod(tmp, SHARED_DIR_MODE)  # mkdtemp makes it private (0700)
                     os.replace(tmp, directory)
                 except BaseException:
                     shutil.rmtree(tmp, ignore_errors=True)
@@ -334,6 +337,11 @@ def command_line() -> str:
     return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
+# modes of saved models and tables (as the derivatives): a lab shares its models on a cluster
+SHARED_FILE_MODE = 0o644
+SHARED_DIR_MODE = 0o755
+
+
 def _write_files_in_place(directory: Path, config: dict[str, Any],
                           tensors: dict[str, torch.Tensor]) -> None:
     fd, tmp_w = tempfile.mkstemp(prefix=f".{WEIGHTS_NAME}.", dir=directory)
@@ -343,6 +351,8 @@ def _write_files_in_place(directory: Path, config: dict[str, Any],
     try:
         save_file(tensors, tmp_w)
         Path(tmp_c).write_text(json.dumps(config, indent=2) + "\n")
+        for tmp in (tmp_w, tmp_c):  # mkstemp makes them private (0600)
+            os.chmod(tmp, SHARED_FILE_MODE)
         # the config goes last: a reader that sees the new config also sees the new weights
         (directory / CONFIG_NAME).unlink(missing_ok=True)
         os.replace(tmp_w, directory / WEIGHTS_NAME)

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CantCreateError, DataError, NoInputError
+from .base import SHARED_FILE_MODE
 
 log = logging.getLogger("bids_facedecode.latents")
 
@@ -333,6 +334,7 @@ def write_latent_table(path: str | Path, keys: list[str], latents: np.ndarray,
                 df = pd.DataFrame(z, columns=[f"z{i}" for i in range(1, z.shape[1] + 1)])
                 df.insert(0, key_column, list(keys))
                 df.to_csv(tmp, sep="\t", index=False, float_format="%.9g")
+            os.chmod(tmp, SHARED_FILE_MODE)  # mkstemp makes it private (0600)
             os.replace(tmp, path)
         finally:
             Path(tmp).unlink(missing_ok=True)
