@@ -39,7 +39,8 @@ test: $(BIN)/.installed
 boutiques: $(BIN)/.installed
 	$(BIN)/python -m bids_facedecode.boutiques boutiques.json
 
-# retrain the shipped latent models (GPU recommended: ~5 min on an H200, hours on 2 CPU cores)
+# retrain the shipped latent models (GPU recommended: ~5 min on an H200, hours on 2 CPU cores;
+# the VAE-GAN decoder refinement then runs on the CPU in any case: ~6 min on 2 cores)
 models: $(BIN)/.installed
 	PYTHON=$(BIN)/python scripts/train_models.sh work/models $(or $(DEVICE),auto)
 
