@@ -125,6 +125,9 @@ def test_refine_saved_model_records_its_source(adversarial, faces, tmp_path):
         refine_saved_model(adversarial, FaceImages.from_array(face_corpus(4, seed=1, size=16)[0],
                                                               16),
                            tmp_path / "s", epochs=1, lr=1e-3, progress=False)
+    with pytest.raises(UsageError, match="cropped"):
+        refine_saved_model(adversarial, FaceImages.from_array(faces, 32, crop_factor=0.8),
+                           tmp_path / "s", epochs=1, lr=1e-3, progress=False)
     with pytest.raises(UsageError, match="at least one epoch"):
         refine_decoder(source.encoder, source.decoder, data, epochs=0, lr=1e-3, progress=False)
 
@@ -168,4 +171,8 @@ def test_cli_refine_from(adversarial, faces, tmp_path, capsys):
     assert main([*base, "--refine-from", str(adversarial), "--refine-epochs", "0", "--out",
                  str(tmp_path / "z")]) == EXIT_USAGE
     assert "at least one epoch" in capsys.readouterr().err
+    assert main([*base, "--refine-from", str(adversarial), "--crop-factor", "0.8", "--out",
+                 str(tmp_path / "w")]) == EXIT_USAGE
+    assert "cropped to 0.8" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
     assert not any((tmp_path / d).exists() for d in ("x", "y", "z"))

@@ -53,9 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="D (default: the architecture's; PCA: 128)")
     p.add_argument("--image-size", type=_positive_int, default=None,
                    help="image side (default: the architecture's; PCA: 64)")
-    p.add_argument("--crop-factor", type=_fraction, default=1.0,
+    p.add_argument("--crop-factor", type=_fraction, default=None,
                    help="fraction of the centred square kept before resizing (the paper used 0.8 "
-                        "on CelebA photos; default 1.0)")
+                        "on CelebA photos; default 1.0, or the refined model's with --refine-from)")
     p.add_argument("--epochs", type=_positive_int, default=d.epochs)
     p.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
     p.add_argument("--lr", type=_positive_float, default=d.lr)
@@ -94,8 +94,8 @@ def _refine(args: argparse.Namespace, log: logging.Logger):
     if config["kind"] != "vaegan":
         raise UsageError(f"--refine-from {source}: a {config['kind']} model has no decoder to "
                          "refine (expected a VAE-GAN)")
-    data = FaceImages.from_folder(args.images, config["image_size"], args.crop_factor,
-                                  args.max_images)
+    crop = float(config.get("crop_factor", 1.0)) if args.crop_factor is None else args.crop_factor
+    data = FaceImages.from_folder(args.images, config["image_size"], crop, args.max_images)
     epochs = REFINE_FROM_EPOCHS if args.refine_epochs is None else args.refine_epochs
     log.info("refining the decoder of %s on %d images of %s (%d epochs)", source, len(data),
              args.images, epochs)
@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("--refine-from refines a VAE-GAN's decoder: use --space vaegan")
         if args.space == "pca":
             size = args.image_size or 64
-            data = FaceImages.from_folder(args.images, size, args.crop_factor, args.max_images)
+            data = FaceImages.from_folder(args.images, size, args.crop_factor or 1.0,
+                                          args.max_images)
             log.info("PCA on %d images of %s at %dx%d", len(data), args.images, size, size)
             model = train_pca(data, args.out, n_components=args.latent_dim or 128,
                               whiten=args.whiten, device=args.device, seed=args.seed,
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                 arch = get_arch(args.arch, args.latent_dim, args.image_size)
             except ValueError as exc:
                 raise UsageError(f"--arch {args.arch}: {exc}") from exc
-            data = FaceImages.from_folder(args.images, arch.image_size, args.crop_factor,
+            data = FaceImages.from_folder(args.images, arch.image_size, args.crop_factor or 1.0,
                                           args.max_images)
             opts = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                 kl_weight=args.kl_weight, feat_weight=args.feat_weight,

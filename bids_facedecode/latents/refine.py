@@ -179,6 +179,9 @@ def refine_saved_model(source: str | Path, data: FaceImages, out_dir: str | Path
     model = VAEGANModel.load(source, device=device)
     if data.size != model.image_size:
         raise UsageError(f"images are sized {data.size}, {source} expects {model.image_size}")
+    if abs(data.crop_factor - model.crop_factor) > 1e-9:
+        raise UsageError(f"images are cropped to {data.crop_factor:g} of their square, {source} "
+                         f"encodes them cropped to {model.crop_factor:g} (--crop-factor)")
     if model.meta.get("refinement"):
         log.warning("%s: decoder already refined; refining it again", source)
     parent = model.fingerprint()
