@@ -82,6 +82,9 @@ def refine_decoder(encoder: torch.nn.Module, decoder: torch.nn.Module, data: Fac
         raise DataError(f"{data.source}: need at least 2 training images, found {n}")
     device = torch.device(device)
     torch.manual_seed(seed + SEED_OFFSET)
+    if device.type == "cuda":  # as the adversarial stage: reproducible on the same GPU type
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
     encoder.eval()
     decoder.eval()
     frozen = [(p, p.requires_grad) for p in encoder.parameters()]
