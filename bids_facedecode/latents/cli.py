@@ -18,10 +18,11 @@ from bids_facedecode.argtypes import positive_float as _positive_float
 from bids_facedecode.argtypes import positive_int as _positive_int
 
 from ..errors import EXIT_FAILURE, EXIT_SUCCESS, FaceDecodeError, UsageError
-from .base import read_model_dir
 from .datasets import FaceImages
 from .refine import refine_saved_model
+from .registry import load_latent_model
 from .train import TrainOptions, select_device, train_pca, train_vaegan
+from .vaegan import VAEGANModel
 from .vaegan_nets import ARCHS, get_arch
 
 #: epochs of ``--refine-from`` when ``--refine-epochs`` is not given
@@ -90,18 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
 def _refine(args: argparse.Namespace, log: logging.Logger):
     """``--refine-from``: the decoder refinement of a saved VAE-GAN alone."""
     source = args.refine_from
-    config, _ = read_model_dir(source)
-    if config["kind"] != "vaegan":
-        raise UsageError(f"--refine-from {source}: a {config['kind']} model has no decoder to "
+    model = load_latent_model(source, device=select_device(args.device))
+    if not isinstance(model, VAEGANModel):
+        raise UsageError(f"--refine-from {source}: a {model.space} model has no decoder to "
                          "refine (expected a VAE-GAN)")
-    crop = float(config.get("crop_factor", 1.0)) if args.crop_factor is None else args.crop_factor
-    data = FaceImages.from_folder(args.images, config["image_size"], crop, args.max_images)
+    crop = model.crop_factor if args.crop_factor is None else args.crop_factor
+    data = FaceImages.from_folder(args.images, model.image_size, crop, args.max_images)
     epochs = REFINE_FROM_EPOCHS if args.refine_epochs is None else args.refine_epochs
     log.info("refining the decoder of %s on %d images of %s (%d epochs)", source, len(data),
              args.images, epochs)
-    return refine_saved_model(source, data, args.out, epochs, args.refine_lr, args.batch_size,
-                              TrainOptions().lr_decay, not args.no_flip, args.seed, args.workers,
-                              select_device(args.device), progress=not args.no_progress)
+    return refine_saved_model(source, data, args.out, epochs, args.refine_lr,
+                              batch_size=args.batch_size, hflip=not args.no_flip,
+                              seed=args.seed, workers=args.workers, device=model.device,
+                              progress=not args.no_progress, model=model)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import DataError
 from ..images import content_hash, list_images, to_square
@@ -139,3 +139,17 @@ class EpochSampler(Sampler):
         stop = self.batches_per_epoch * self.batch_size
         for k in range(self.start_batch * self.batch_size, stop):
             yield int(order[k]), bool(flips[k])
+
+
+def epoch_loader(data: FaceImages, sampler: EpochSampler, epoch: int, workers: int,
+                 device: torch.device, seed: int, start_batch: int = 0) -> DataLoader:
+    """The batches of one epoch of ``sampler`` (from ``start_batch`` on), as a DataLoader.
+
+    The loader draws from its own generator, seeded with ``seed + epoch``, so the global RNG
+    (the VAE-GAN's noise) stays resumable; memory is pinned for a CUDA ``device``.
+    """
+    sampler.set_epoch(epoch, start_batch)
+    return DataLoader(data, batch_size=sampler.batch_size, sampler=sampler, drop_last=True,
+                      num_workers=workers, pin_memory=device.type == "cuda",
+                      persistent_workers=False,
+                      generator=torch.Generator().manual_seed(seed + epoch))

@@ -26,12 +26,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..errors import DataError, UsageError
 from .base import command_line, data_hash
-from .datasets import EpochSampler, FaceImages
+from .datasets import EpochSampler, FaceImages, epoch_loader
 from .vaegan import VAEGANModel
 
 log = logging.getLogger("bids_facedecode.latents")
@@ -105,12 +104,8 @@ def refine_decoder(encoder: torch.nn.Module, decoder: torch.nn.Module, data: Fac
             epoch_lr = lr * lr_decay**epoch
             for g in opt.param_groups:
                 g["lr"] = epoch_lr
-            sampler.set_epoch(epoch)
-            loader = DataLoader(data, batch_size=batch_size, sampler=sampler, drop_last=True,
-                                num_workers=workers, pin_memory=device.type == "cuda",
-                                generator=torch.Generator().manual_seed(seed + SEED_OFFSET + epoch))
             t0 = time.perf_counter()
-            for x in loader:
+            for x in epoch_loader(data, sampler, epoch, workers, device, seed + SEED_OFFSET):
                 x = x.to(device, non_blocking=True)
                 with torch.no_grad(), amp:
                     mu, _ = encoder(x)
@@ -153,7 +148,8 @@ def refine_decoder(encoder: torch.nn.Module, decoder: torch.nn.Module, data: Fac
 def refine_saved_model(source: str | Path, data: FaceImages, out_dir: str | Path, epochs: int,
                        lr: float, batch_size: int = 64, lr_decay: float = 0.95,
                        hflip: bool = True, seed: int = 0, workers: int = 0,
-                       device: torch.device | str = "cpu", progress: bool = True) -> VAEGANModel:
+                       device: torch.device | str = "cpu", progress: bool = True,
+                       model: VAEGANModel | None = None) -> VAEGANModel:
     """Refine the decoder of a saved VAE-GAN (:func:`refine_decoder`) and save the result.
 
     The new model keeps the source's encoder (identical encodings), its architecture and its
@@ -164,11 +160,14 @@ def refine_saved_model(source: str | Path, data: FaceImages, out_dir: str | Path
     source : path-like
         A VAE-GAN model directory.
     data : FaceImages
-        Sized to the model's ``image_size``.
+        Sized and cropped as the model expects (``image_size``, ``crop_factor``).
     out_dir : path-like
         Model directory to write (not ``source``); receives ``refine_losses.csv`` too.
     epochs, lr, batch_size, lr_decay, hflip, seed, workers, device, progress :
         See :func:`refine_decoder`.
+    model : VAEGANModel, optional
+        ``source`` already loaded on ``device`` (read from ``source`` otherwise); its decoder is
+        refined in place.
 
     Returns
     -------
@@ -179,7 +178,8 @@ def refine_saved_model(source: str | Path, data: FaceImages, out_dir: str | Path
         raise UsageError(f"decoder refinement needs at least one epoch, got {epochs}")
     if out_dir.resolve() == source.resolve():
         raise UsageError(f"--out {out_dir}: must differ from the model being refined")
-    model = VAEGANModel.load(source, device=device)
+    if model is None:
+        model = VAEGANModel.load(source, device=device)
     if data.size != model.image_size:
         raise UsageError(f"images are sized {data.size}, {source} expects {model.image_size}")
     if abs(data.crop_factor - model.crop_factor) > 1e-9:
@@ -193,7 +193,9 @@ def refine_saved_model(source: str | Path, data: FaceImages, out_dir: str | Path
                             lr_decay, hflip, seed, workers, model.device,
                             out_dir / REFINE_LOSSES, progress)
     record["source_model"] = {"path": str(source), "fingerprint": parent}
-    model.meta["refinement"] = record
-    model.__dict__.pop("_fingerprint", None)  # the decoder changed
-    model.save(out_dir)
-    return model
+    # a new instance: the source's fingerprint (cached on it) no longer describes the decoder
+    refined = VAEGANModel(model.arch, model.encoder, model.decoder,
+                          crop_factor=model.crop_factor, device=model.device,
+                          meta={**model.meta, "refinement": record})
+    refined.save(out_dir)
+    return refined

@@ -34,12 +34,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..errors import DataError, UsageError
 from .base import CONFIG_NAME, command_line, data_hash
-from .datasets import EpochSampler, FaceImages
+from .datasets import EpochSampler, FaceImages, epoch_loader
 from .pca import PCAModel
 from .refine import REFINE_LOSSES, refine_decoder
 from .vaegan import VAEGANModel
@@ -311,12 +310,8 @@ def train_vaegan(data: FaceImages, out_dir: str | Path, arch: VAEGANArch,
     try:
         while epoch < opts.epochs and not stopped:
             trainer.set_lr(opts.lr * opts.lr_decay**epoch)
-            sampler.set_epoch(epoch, start_batch)
-            loader = DataLoader(data, batch_size=batch_size, sampler=sampler, drop_last=True,
-                                num_workers=opts.workers, pin_memory=device.type == "cuda",
-                                persistent_workers=False,
-                                # its own generator: the global RNG (noise) stays resumable
-                                generator=torch.Generator().manual_seed(opts.seed + epoch))
+            loader = epoch_loader(data, sampler, epoch, opts.workers, device, opts.seed,
+                                  start_batch)
             b = start_batch
             t0 = time.perf_counter()
             for x in loader:
