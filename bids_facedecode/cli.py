@@ -128,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "instead of this data's own map; the data then need few or no training "
                           "trials (e.g. a later session of test and imagery trials only)")
     ana.add_argument("--n-permutations", type=_positive_int, default=1000, metavar="N",
-                     help="permutations of each permutation test (default: %(default)s)")
+                     help="random permutations of each identification and imagery permutation test; "
+                          "when N! permutations of N items are no more, all are enumerated (an exact "
+                          "test); the paper drew 1000000 (default: %(default)s)")
 
     perf = p.add_argument_group("performance")
     perf.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",

@@ -16,30 +16,38 @@ from .config import Settings
 LOG = logging.getLogger(__name__)
 
 
-def against_chance(values: np.ndarray, chance: float) -> dict:
-    """One-sided one-sample t-test (and Wilcoxon signed-rank) of ``values > chance``.
+def against_chance(values: np.ndarray, chance, alternative: str = "greater") -> dict:
+    """One-sided one-sample t-test (and Wilcoxon signed-rank) of ``values − chance``.
 
     Parameters
     ----------
     values : ndarray of shape (n_subjects,)
-    chance : float
+    chance : float or ndarray of shape (n_subjects,)
+        Each participant's chance level (the exact mean of its own null: it differs between
+        participants for imagery, whose null permutes only the imagined faces).
+    alternative : ``"greater"`` (the default) or ``"less"`` (the mean rank: lower is better)
 
     Returns
     -------
-    dict with ``n, mean, sd, sem, t, p_t, p_wilcoxon`` (NaN where undefined, e.g. n < 2).
+    dict with ``n, mean, sd, sem, chance, t, p_t, p_wilcoxon`` (``chance`` the mean of the
+    participants' chance levels; NaN where undefined, e.g. n < 2).
     """
     v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
+    c = np.broadcast_to(np.asarray(chance, dtype=float), v.shape)
+    ok = np.isfinite(v) & np.isfinite(c)
+    v, c = v[ok], c[ok]
+    d = v - c
     n = v.size
     out = {"n": n, "mean": float(v.mean()) if n else np.nan,
-           "sd": float(v.std(ddof=1)) if n > 1 else np.nan}
+           "sd": float(v.std(ddof=1)) if n > 1 else np.nan,
+           "chance": float(c.mean()) if n else np.nan}
     out["sem"] = out["sd"] / np.sqrt(n) if n > 1 else np.nan
     out["t"], out["p_t"], out["p_wilcoxon"] = np.nan, np.nan, np.nan
-    if n > 1 and out["sd"] > 0:
-        res = stats.ttest_1samp(v, chance, alternative="greater")
+    if n > 1 and d.std(ddof=1) > 0:
+        res = stats.ttest_1samp(d, 0.0, alternative=alternative)
         out["t"], out["p_t"] = float(res.statistic), float(res.pvalue)
-    if n > 0 and np.any(v != chance):
-        out["p_wilcoxon"] = float(stats.wilcoxon(v - chance, alternative="greater").pvalue)
+    if n > 0 and np.any(d != 0):
+        out["p_wilcoxon"] = float(stats.wilcoxon(d, alternative=alternative).pvalue)
     return out
 
 
@@ -61,32 +69,53 @@ def paired_comparison(a: np.ndarray, b: np.ndarray) -> dict:
     return out
 
 
+def _mean(g: pd.DataFrame, column: str) -> float:
+    v = pd.to_numeric(g[column], errors="coerce").dropna() if column in g else pd.Series(dtype=float)
+    return float(v.mean()) if len(v) else np.nan
+
+
 def group_statistics(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Across-participant tests per (space, metric) and paired space comparisons per metric.
+
+    Each participant's value is tested against its own chance level (``value − chance``,
+    one-sided in the metric's ``alternative``). The paired comparison of two spaces compares
+    the values above chance (``(a − chance_a) − (b − chance_b)``; the raw values for metrics
+    without a chance level), since a metric's chance may differ between spaces.
 
     Parameters
     ----------
     table : DataFrame
-        Tidy participant metrics (``subject, space, metric, value, chance``).
+        Tidy participant metrics (``subject, space, metric, value, chance`` and optionally
+        ``alternative, baseline, ceiling``).
 
     Returns
     -------
-    summary : DataFrame, one row per (space, metric)
+    summary : DataFrame, one row per (space, metric), with the mean chance, baseline and ceiling
     paired : DataFrame, one row per (metric, space_a, space_b)
     """
     rows = []
+    table = table.copy()
+    for col in ("baseline", "ceiling"):
+        if col not in table:
+            table[col] = np.nan
+    if "alternative" not in table:
+        table["alternative"] = "greater"
     for (space, metric), g in table.groupby(["space", "metric"], sort=True):
-        chance = g["chance"].dropna()
-        ch = float(chance.iloc[0]) if len(chance) else np.nan
-        res = against_chance(g["value"].to_numpy(float), ch) if np.isfinite(ch) else \
-            {"n": len(g), "mean": float(g["value"].mean()), "sd": np.nan, "sem": np.nan,
-             "t": np.nan, "p_t": np.nan, "p_wilcoxon": np.nan}
-        rows.append({"space": space, "metric": metric, **_labels(g), "chance": ch, **res})
+        chance = pd.to_numeric(g["chance"], errors="coerce").to_numpy(float)
+        alt = str(g["alternative"].dropna().iloc[0]) if g["alternative"].notna().any() else "greater"
+        if np.isfinite(chance).any():
+            res = against_chance(g["value"].to_numpy(float), chance, alt)
+        else:
+            res = {"n": len(g), "mean": float(g["value"].mean()), "sd": np.nan, "sem": np.nan,
+                   "chance": np.nan, "t": np.nan, "p_t": np.nan, "p_wilcoxon": np.nan}
+        rows.append({"space": space, "metric": metric, **_labels(g), "alternative": alt, **res,
+                     "baseline": _mean(g, "baseline"), "ceiling": _mean(g, "ceiling")})
     summary = pd.DataFrame(rows)
     paired = []
     spaces = sorted(table["space"].unique())
-    for metric, g in table.groupby("metric", sort=True):
-        wide = g.pivot_table(index="subject", columns="space", values="value", aggfunc="first")
+    above = table["value"].astype(float) - pd.to_numeric(table["chance"], errors="coerce").fillna(0.0)
+    for metric, g in table.assign(above=above).groupby("metric", sort=True):
+        wide = g.pivot_table(index="subject", columns="space", values="above", aggfunc="first")
         for i, sa in enumerate(spaces):
             for sb in spaces[i + 1:]:
                 if sa in wide and sb in wide:
@@ -121,21 +150,26 @@ def tidy_statistics(table: pd.DataFrame, summary: pd.DataFrame, paired: pd.DataF
     Returns
     -------
     DataFrame with columns ``level, subject, space, space_b, metric, base_metric, decoder, roi,
-    selection, value, chance, n, sd, sem, statistic, test, p_value, p_wilcoxon``.
+    selection, value, chance, baseline, ceiling, alternative, n, sd, sem, statistic, test, p_value,
+    p_wilcoxon`` (at the group level ``chance``, ``baseline`` and ``ceiling`` are the means over
+    participants).
     """
-    cols = ["level", "subject", "space", "space_b", "metric", *LABELS, "value", "chance", "n", "sd",
-            "sem", "statistic", "test", "p_value", "p_wilcoxon"]
+    cols = ["level", "subject", "space", "space_b", "metric", *LABELS, "value", "chance", "baseline",
+            "ceiling", "alternative", "n", "sd", "sem", "statistic", "test", "p_value", "p_wilcoxon"]
     part = table.assign(level="participant", space_b=None, sd=np.nan, sem=np.nan,
                         statistic=np.nan, p_wilcoxon=np.nan)
     for k in LABELS:
         if k not in part:
             part[k] = part["metric"] if k == "base_metric" else _LABEL_DEFAULTS[k]
     grp = summary.rename(columns={"mean": "value", "t": "statistic", "p_t": "p_value"}).assign(
-        level="group", subject=None, space_b=None, test="one-sample t (greater than chance)")
+        level="group", subject=None, space_b=None)
+    if len(grp):
+        grp["test"] = np.where(grp["alternative"] == "less", "one-sample t of value − chance (less)",
+                               "one-sample t of value − chance (greater)")
     pair = paired.rename(columns={"space_a": "space", "mean_diff": "value", "t": "statistic",
                                   "p_t": "p_value"}).assign(
         level="paired", subject=None, chance=np.nan, sd=np.nan, sem=np.nan,
-        test="paired t (two-sided)")
+        test="paired t of value − chance (two-sided)")
     frames = [f.reindex(columns=cols) for f in (part, grp, pair) if len(f)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
 
@@ -160,5 +194,5 @@ def run_group(settings: Settings) -> int:
     write_group_report(out, settings.task, verbose=settings.verbosity > 1)
     for r in summary.itertuples():
         print(f"group {r.space} {r.metric.replace('_', ' ')}: mean {r.mean:.3f} "
-              f"(chance {r.chance:.2f}, n={r.n}, p={r.p_t:.3g})")
+              f"(chance {r.chance:.3g}, n={r.n}, p={r.p_t:.3g})")
     return 0

@@ -252,11 +252,13 @@ def run_participants(settings: Settings) -> int:
                 continue
         for name, res in result.spaces.items():
             for metric, label in (("pairwise_latent", "pairwise identification"),
+                                  ("nway_latent", "n-way identification"),
                                   ("pairwise_image", "pairwise identification (image space)"),
-                                  ("gender_accuracy", "gender accuracy"),
+                                  ("gender_balanced_accuracy", "gender balanced accuracy"),
                                   ("imagery_pairwise", "imagery identification")):
                 if metric in res.metrics:
                     m = res.metrics[metric]
-                    print(f"sub-{subject} {name} {label}: {m['value']:.2f} (p={m['p_value']:.2g})")
+                    print(f"sub-{subject} {name} {label}: {m['value']:.2f} "
+                          f"(chance {m['chance']:.2f}, p={m['p_value']:.2g})")
         LOG.info("sub-%s done in %.1f s", subject, time.perf_counter() - t0)
     return failed[0].exit_code if failed else 0

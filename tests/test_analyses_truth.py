@@ -1,5 +1,7 @@
-"""Metrics against the simulator's truth: the true generative weights are the ceiling, and a
-shuffled-label control sits at chance with p-values uniform over a fixed list of seeds."""
+"""Metrics against the simulator's truth: the true generative weights are the ceiling.
+
+(The controls that decoders knowing nothing sit at chance with valid p-values, and that a
+leaky decoder fails them, are in ``test_controls.py``.)"""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from scipy import stats
 
 from bids_facedecode import decode, evaluate, glm
 from bids_facedecode.bidsio.bold import compute_brain_mask, load_masked_run
@@ -20,7 +21,6 @@ from bids_facedecode.workflow.spaces import compute_latents, open_spaces
 from bids_facedecode.workflow.streaming import fit_joint_glm
 
 SIM = "sourcedata/simulation"
-SEEDS = list(range(40))
 
 
 @pytest.fixture(scope="module")
@@ -65,25 +65,13 @@ def test_true_weights_are_the_ceiling(truth_fit):
                                rtol=1e-4, atol=1e-4)
 
     def corr(z):
-        return np.mean([np.corrcoef(a, b)[0, 1] for a, b in zip(z, res.test_true, strict=True)])
+        return np.mean([np.corrcoef(a, b)[0, 1] for a, b in zip(z - res.z_mean, res.test_true - res.z_mean,
+                                                                strict=True)])
 
-    est_id = evaluate.pairwise_identification(res.test_decoded, res.test_true).mean
-    true_id = evaluate.pairwise_identification(from_truth, res.test_true).mean
-    assert est_id > 0.8
-    assert true_id >= est_id
+    from_truth = from_truth + res.z_mean  # the truth's deviations, on the latents' mean
+    for ref in (res.z_mean, None):  # centred on the training mean (primary), and the paper's
+        est_id = evaluate.pairwise_identification(res.test_decoded, res.test_true, ref).mean
+        true_id = evaluate.pairwise_identification(from_truth, res.test_true, ref).mean
+        assert est_id > 0.8
+        assert true_id >= est_id
     assert corr(from_truth) > corr(res.test_decoded)
-
-
-def test_shuffled_labels_sit_at_chance_with_uniform_p(truth_fit):
-    res = truth_fit[0]
-    dec, true = res.test_decoded, res.test_true
-    assert evaluate.identification_permutation_p(dec, true, 200, 0) == pytest.approx(1 / 201)
-    accs, ps = [], []
-    for seed in SEEDS:
-        rng = np.random.default_rng(seed)
-        shuffled = true[rng.permutation(len(true))]
-        accs.append(evaluate.pairwise_identification(dec, shuffled).mean)
-        ps.append(evaluate.identification_permutation_p(dec, shuffled, 200, rng))
-    assert abs(np.mean(accs) - 0.5) < 0.05
-    assert stats.kstest(ps, "uniform").pvalue > 0.01
-    assert np.mean(np.array(ps) <= 0.05) <= 0.15

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
-from math import comb
 
 import numpy as np
 import pytest
@@ -57,7 +55,9 @@ def test_permutation_p_equals_exhaustive_enumeration():
         for p in itertools.permutations(range(4))
     ]
     exact = np.mean(np.array(null) >= observed - 1e-12)
-    p = ev.identification_permutation_p(decoded, true, n_perm=40000, rng=np.random.default_rng(2))
+    # 4! = 24 <= n_perm: every permutation is enumerated, the p-value is exact
+    assert ev.identification_permutation_p(decoded, true, n_perm=24) == pytest.approx(exact)
+    p = ev.identification_permutation_p(decoded, true, n_perm=20000, rng=np.random.default_rng(2))
     assert p == pytest.approx(exact, abs=0.01)
     assert 0.04 < exact < 1  # a case where the p-value is not trivial
 
@@ -71,22 +71,6 @@ def test_permutation_p_is_small_for_perfect_decoding_and_seeded():
     ) == ev.identification_permutation_p(
         true * 0.1 + np.random.default_rng(4).standard_normal((12, 20)), true, 500, rng=7
     )
-
-
-def test_gender_axis_and_accuracy_hand_example():
-    latents = np.array([[1.0, 0.0], [3.0, 0.0], [-1.0, 0.0], [-3.0, 2.0]])
-    is_male = np.array([True, True, False, False])
-    axis, midpoint = ev.gender_axis(latents, is_male)
-    np.testing.assert_allclose(axis, [4.0, -1.0])  # (2, 0) - (-2, 1)
-    np.testing.assert_allclose(midpoint, [0.0, 0.5])
-    decoded = np.array([[1.0, 0.0], [0.0, 5.0], [-1.0, 0.0], [0.5, 0.0], [0.2, 0.5]])
-    # projections (z - m)·a: 4.5, -4.5, -3.5, 2.5, 0.8 -> male, female, female, male, male
-    truth = np.array([True, True, False, False, True])
-    acc, n, p = ev.gender_accuracy(decoded, truth, axis, midpoint)
-    assert (acc, n) == (0.6, 5)
-    assert p == pytest.approx(sum(comb(5, k) for k in range(3, 6)) / 2**5)  # P(X >= 3)
-    with pytest.raises(DataError, match="both male and female"):
-        ev.gender_axis(latents, np.ones(4, bool))
 
 
 def test_imagery_identification_hand_example():
@@ -131,34 +115,99 @@ def test_pixel_correlation_and_ssim():
     assert np.all(s < 1)
 
 
-def test_metrics_json_round_trip():
-    rng = np.random.default_rng(10)
-    true = rng.standard_normal((8, 12))
-    decoded = true + 0.5 * rng.standard_normal((8, 12))
-    is_male = np.array([1, 0] * 4, bool)
-    gender = ev.gender_axis(rng.standard_normal((40, 12)) + 0.5, np.arange(40) % 2 == 0)
-    imgs = rng.random((8, 8, 8, 3))
-    m = ev.evaluate_decoding(
-        "pca",
-        decoded,
-        true,
-        is_male_test=is_male,
-        gender=gender,
-        decoded_imagery=decoded[:3],
-        imagined_index=np.array([0, 1, 2]),
-        reconstructed_images=np.clip(imgs + 0.05, 0, 1),
-        true_images=imgs,
-        n_perm=200,
-        rng=0,
-    )
-    text = json.dumps(m.to_dict())
-    back = ev.Metrics.from_dict(json.loads(text))
-    assert back == m
-    assert m.pairwise_latent == pytest.approx(ev.pairwise_identification(decoded, true).mean)
-    assert m.gender_n == 8 and m.imagery_n == 3 and m.ssim is not None
-    assert ev.to_jsonable({"x": np.float32(np.nan), "y": np.arange(2)}) == {"x": None, "y": [0, 1]}
-
-
 def test_constant_vectors_are_rejected():
     with pytest.raises(DataError, match="zero variance"):
         ev.pairwise_identification(np.ones((3, 4)), E[:3])
+
+
+# the null decoder: every decoded vector is the training mean r
+R_MEAN = np.array([0.0, 0.0, 0.0, 1.0])
+TYPICAL = np.array([[0.0, 0.0, 0.0, 3.0], [1.0, 0.0, 0.0, 2.0], [2.0, 0.0, 0.0, 1.0]])
+
+
+def test_uncentred_identification_measures_typicality_centred_does_not():
+    # corr(r, z0) = 1 > corr(r, z1) = 1.25/sqrt(.75*2.75) > corr(r, z2) = .25/sqrt(.75*2.75):
+    # uncentred, a decoder that returns r "identifies" the most typical face against every other
+    decoded = np.tile(R_MEAN, (3, 1))
+    per_item, mean = ev.pairwise_identification(decoded, TYPICAL)
+    np.testing.assert_allclose(per_item, [1.0, 0.5, 0.0])
+    np.testing.assert_allclose(ev.nway_identification(decoded, TYPICAL).per_item, [1, 0, 0])
+    # centred on r, the decoded vectors are zero: they tie with every candidate
+    per_item, mean = ev.pairwise_identification(decoded, TYPICAL, reference=R_MEAN)
+    np.testing.assert_allclose(per_item, 0.5)
+    np.testing.assert_allclose(ev.nway_identification(decoded, TYPICAL, R_MEAN).per_item, 1 / 3)
+
+
+def test_centred_identification_is_that_of_the_deviations():
+    r = np.array([5.0, -2.0, 7.0, 1.0])
+    true, decoded = r + E[:3], r + E[[1, 0, 2]]
+    per_item, _ = ev.pairwise_identification(decoded, true, reference=r)
+    np.testing.assert_allclose(per_item, [0.25, 0.25, 1.0])  # the one-hot hand example above
+    C = ev.correlation_matrix(decoded, true, r)
+    np.testing.assert_allclose(C, [[-1 / 3, 1, -1 / 3], [1, -1 / 3, -1 / 3], [-1 / 3, -1 / 3, 1]])
+    with pytest.raises(DataError, match="reference has 3"):
+        ev.pairwise_identification(decoded, true, reference=r[:3])
+
+
+def test_nway_identification_and_ranks_hand_example():
+    true = E[:3]
+    decoded = np.array([E[1], E[0] + E[1], E[2]])
+    # item 0: candidate 1 is best -> 0; item 1: candidates 0 and 1 tie at the top -> 1/2;
+    # item 2: right -> 1
+    per_item, mean = ev.nway_identification(decoded, true)
+    np.testing.assert_allclose(per_item, [0.0, 0.5, 1.0])
+    assert mean == pytest.approx(0.5)
+    S = ev.nway_scores(decoded, true)
+    np.testing.assert_allclose(S.sum(axis=1), 1.0)
+    # ranks (1 = best, ties averaged): item 0: candidate 0 ties with 2 behind 1 -> 2.5;
+    # item 1: candidates 0 and 1 share ranks 1-2 -> 1.5; item 2: 1
+    R = ev.identification_ranks(decoded, true)
+    np.testing.assert_allclose(np.diagonal(ev.ranks_from_pairwise(R)), [2.5, 1.5, 1.0])
+
+
+def test_permutation_test_exact_null_mean_and_shared_permutations():
+    true = E[:3]
+    R = ev.identification_ranks(true, true)  # perfect: only the identity reaches 1
+    S = ev.nway_scores(true, true)
+    t = ev.permutation_test(np.stack([R, S]), np.arange(3), n_perm=1000)
+    assert t.exact and t.n_perm == 6
+    np.testing.assert_allclose(t.observed, [1.0, 1.0])
+    np.testing.assert_allclose(t.p, [1 / 6, 1 / 6])
+    np.testing.assert_allclose(t.chance, [0.5, 1 / 3])
+    t = ev.permutation_test(R, np.arange(3), n_perm=5, rng=0)  # 3! > 5: Monte-Carlo
+    assert not t.exact and t.p[0] in {k / 6 for k in range(1, 7)}
+    with pytest.raises(DataError, match="n_perm"):
+        ev.permutation_test(R, np.arange(3), n_perm=0)
+
+
+def test_monte_carlo_blocks_match_the_exact_p(monkeypatch):
+    rng = np.random.default_rng(11)
+    true = rng.standard_normal((7, 5))
+    decoded = true + 4.0 * rng.standard_normal((7, 5))
+    R = ev.identification_ranks(decoded, true)
+    exact = ev.permutation_test(R, np.arange(7), n_perm=5040)
+    assert exact.exact
+    monkeypatch.setattr(ev, "PERM_BLOCK", 1000)  # several blocks, the last one partial
+    mc = ev.permutation_test(R, np.arange(7), n_perm=4500, rng=3)  # 4500 < 7!
+    assert not mc.exact and mc.n_perm == 4500
+    assert mc.p[0] == pytest.approx(exact.p[0], abs=0.005)
+    assert 0.01 < exact.p[0] < 0.9
+
+
+def test_imagery_chance_is_the_exact_mean_of_its_null():
+    test = E
+    decoded = np.array([E[2], E[0] + 0.5 * E[1], E[3]])
+    # R rows: trial 0 [1/3, 1/3, 1, 1/3]; trial 1 [1, 2/3, 1/6, 1/6]; trial 2 [1/3, 1/3, 1/3, 1]
+    imagined = np.array([2, 1, 1])  # face 1 imagined twice
+    R, _ = ev.imagery_ranks(decoded, imagined, test)
+    np.testing.assert_allclose(R, [[1 / 3, 1 / 3, 1, 1 / 3], [1, 2 / 3, 1 / 6, 1 / 6],
+                                   [1 / 3, 1 / 3, 1 / 3, 1]])
+    # null: the arrangements (2,1,1), (1,2,1), (1,1,2) of the labels, two permutations each,
+    # score 2/3, 5/18 and 4/9: mean 25/54, and 2 of 6 reach the observed 2/3
+    assert ev.imagery_identification(decoded, imagined, test).mean == pytest.approx(2 / 3)
+    assert ev.imagery_chance(decoded, imagined, test) == pytest.approx(25 / 54)
+    assert ev.imagery_permutation_p(decoded, imagined, test, n_perm=100) == pytest.approx(1 / 3)
+    t = ev.permutation_test(R, imagined, n_perm=100)
+    assert t.chance[0] == pytest.approx(25 / 54) and t.exact
+    # each face imagined once: the null mean is 0.5 again
+    assert ev.imagery_chance(decoded, np.array([2, 1, 0]), test) == pytest.approx(0.5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from bids_facedecode.group import against_chance, group_statistics, paired_comparison
 
@@ -49,3 +50,17 @@ def test_group_statistics_table():
     assert summary.set_index("space").loc["vaegan", "mean"] == pytest.approx(0.925)
     assert paired.iloc[0]["space_a"] == "pca" and paired.iloc[0]["space_b"] == "vaegan"
     assert paired.iloc[0]["mean_diff"] == pytest.approx(-0.175)
+
+
+def test_against_chance_uses_each_participants_chance():
+    # values 0.6, 0.7, 0.5 against chances 0.55, 0.5, 0.45: d = 0.05, 0.2, 0.05, mean 0.1,
+    # sd = sqrt((0.0025 + 0.01 + 0.0025) / 2) = sqrt(0.0075), t = 0.1 / (sd / sqrt 3) = 2
+    res = against_chance(np.array([0.6, 0.7, 0.5]), np.array([0.55, 0.5, 0.45]))
+    assert res["t"] == pytest.approx(2.0)
+    assert res["p_t"] == pytest.approx(stats.t.sf(2.0, 2))
+    assert res["chance"] == pytest.approx(0.5) and res["mean"] == pytest.approx(0.6)
+    # against a flat 0.5 the same values give t = 0.1 / (0.1 / sqrt 3) = sqrt 3
+    assert against_chance(np.array([0.6, 0.7, 0.5]), 0.5)["t"] == pytest.approx(np.sqrt(3))
+    # the mean rank: lower is better
+    low = against_chance(np.array([3.0, 4.0, 5.0]), 10.5, alternative="less")
+    assert low["t"] < 0 and low["p_t"] == pytest.approx(stats.t.cdf(low["t"], 2))

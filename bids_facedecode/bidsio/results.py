@@ -25,9 +25,12 @@ def read_metrics_table(output_dir: Path, task: str | None = None) -> pd.DataFram
     Returns
     -------
     table : DataFrame
-        Columns ``subject, space, metric, value, chance, p_value, n, test, base_metric, decoder,
-        roi, selection`` (``metric`` is the unique key, e.g. ``pairwise_latent_wls_roi-occipital``;
-        ``base_metric`` the metric without decoder and region).
+        Columns ``subject, space, metric, value, chance, p_value, n, test, baseline, ceiling,
+        alternative, base_metric, decoder, roi, selection`` (``metric`` is the unique key, e.g.
+        ``pairwise_latent_wls_roi-occipital``; ``base_metric`` the metric without decoder and
+        region; ``chance`` the exact mean of the participant's null, ``baseline`` the mean-face
+        score of a reconstruction metric, ``ceiling`` the score of the test images' true latents,
+        ``alternative`` the side of the test: ``greater``, or ``less`` for the mean rank).
     """
     files = find_metrics_files(output_dir)
     if not files:
@@ -44,7 +47,8 @@ def read_metrics_table(output_dir: Path, task: str | None = None) -> pd.DataFram
                 rows.append({
                     "subject": doc["subject"], "space": doc["space"], "metric": name,
                     "value": m.get("value"), "chance": m.get("chance"), "p_value": m.get("p_value"),
-                    "n": m.get("n"), "test": m.get("test"),
+                    "n": m.get("n"), "test": m.get("test"), "baseline": m.get("baseline"),
+                    "ceiling": m.get("ceiling"), "alternative": m.get("alternative") or "greater",
                     "base_metric": m.get("metric", name), "decoder": m.get("decoder", "ols"),
                     "roi": m.get("roi", "all"), "selection": m.get("selection", "ftest"),
                 })

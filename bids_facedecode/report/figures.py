@@ -9,15 +9,53 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-#: Metrics with a chance level, in the order the reports show them.
-CHANCE_METRICS = ("pairwise_latent", "pairwise_image", "gender_accuracy", "imagery_pairwise")
+#: Metrics in the order the reports show them: the primary ones, then the paper's uncentred ones.
+CHANCE_METRICS = (
+    "pairwise_latent", "nway_latent", "mean_rank_latent", "pairwise_image", "nway_image",
+    "gender_balanced_accuracy", "gender_accuracy", "imagery_pairwise", "pixel_correlation", "ssim",
+    "pairwise_latent_uncentred", "nway_latent_uncentred", "pairwise_image_uncentred",
+    "imagery_pairwise_uncentred",
+)
+#: Metrics that are not fractions (kept out of the 0-1 charts).
+NOT_FRACTIONS = ("mean_rank_latent",)
 LABELS = {
     "pairwise_latent": "pairwise identification (latent space)",
+    "nway_latent": "n-way identification (latent space)",
+    "mean_rank_latent": "mean rank of the true image (latent space)",
     "pairwise_image": "pairwise identification (image space)",
+    "nway_image": "n-way identification (image space)",
+    "gender_balanced_accuracy": "gender balanced accuracy",
     "gender_accuracy": "gender accuracy",
     "imagery_pairwise": "imagery identification",
     "pixel_correlation": "pixel correlation",
     "ssim": "SSIM",
+    "pairwise_latent_uncentred": "pairwise identification, uncentred (paper; latent)",
+    "nway_latent_uncentred": "n-way identification, uncentred (paper; latent)",
+    "pairwise_image_uncentred": "pairwise identification, uncentred (paper; image)",
+    "imagery_pairwise_uncentred": "imagery identification, uncentred (paper)",
+}
+#: One line per metric for the reports (the full definitions: docs/statistics.md).
+DEFINITIONS = {
+    "pairwise_latent": "fraction of the other test images whose latent vector correlates less with "
+                       "the decoded vector than the image's own, all vectors minus the training mean "
+                       "latent; chance 0.5",
+    "nway_latent": "fraction of test images whose own latent vector correlates best with the decoded "
+                   "one among all n (centred as above); chance 1/n",
+    "mean_rank_latent": "mean rank of the true image among the n (1 = best; an affine function of "
+                        "pairwise identification, same test); chance (n + 1)/2, lower is better",
+    "pairwise_image": "pairwise identification of the reconstructions among the shown images, both "
+                      "minus the reconstruction of the training mean latent; chance 0.5",
+    "nway_image": "n-way identification in image space (centred as above); chance 1/n",
+    "gender_balanced_accuracy": "mean of the male and female accuracies of the rule "
+                                "(ẑ − training mean)·gender axis > 0; chance 0.5; ceiling: the rule on "
+                                "the true latents",
+    "gender_accuracy": "fraction of test images whose gender the rule calls right; chance: the exact "
+                       "mean of its label-permutation null",
+    "imagery_pairwise": "pairwise identification of the imagined face among the test faces; chance: "
+                        "the exact mean of its null (only the imagined labels are permuted)",
+    "pixel_correlation": "correlation over pixels of each reconstruction with the shown image; "
+                         "baseline: the reconstruction of the training mean latent",
+    "ssim": "structural similarity of each reconstruction with the shown image; baseline as above",
 }
 
 
@@ -45,6 +83,7 @@ def chance_metrics_figure(rows: pd.DataFrame):
     -------
     matplotlib Figure
     """
+    rows = rows[~rows["metric"].isin(NOT_FRACTIONS)]
     metrics = [m for m in CHANCE_METRICS if m in set(rows["metric"])]
     metrics += [m for m in dict.fromkeys(rows["metric"]) if m not in metrics]
     spaces = list(dict.fromkeys(rows["space"]))
@@ -57,9 +96,12 @@ def chance_metrics_figure(rows: pd.DataFrame):
             if s in g.index and np.isfinite(vals[i]):
                 ax.text(i, vals[i] + 0.02, p_label(g.loc[s, "p_value"]), ha="center", va="bottom",
                         fontsize=7)
-        chance = g["chance"].dropna()
-        if len(chance):
-            ax.axhline(float(chance.iloc[0]), ls="--", color="k", lw=0.9, label="chance")
+        # each space's own chance (imagery's and accuracy's depend on the data)
+        chance = [float(g.loc[s, "chance"]) if s in g.index and pd.notna(g.loc[s, "chance"]) else np.nan
+                  for s in spaces]
+        if np.isfinite(chance).any():
+            ax.hlines(chance, np.arange(len(spaces)) - 0.4, np.arange(len(spaces)) + 0.4,
+                      linestyles="--", color="k", lw=0.9, label="chance")
             ax.legend(fontsize=7, loc="lower right")
         ax.set_ylim(0, 1.12)
         ax.set_xticks(range(len(spaces)), spaces)
@@ -123,9 +165,9 @@ def group_metric_figure(table: pd.DataFrame, metric: str, p_values: dict[str, fl
             if p_values and s in p_values:
                 ax.annotate(p_label(p_values[s]), (i, 1.0), xycoords=("data", "axes fraction"),
                             ha="center", va="bottom", fontsize=7)
-    chance = g["chance"].dropna()
-    if len(chance):
-        ax.axhline(float(chance.iloc[0]), ls="--", color="k", lw=0.8, label="chance")
+    chance = [float(g.loc[g["space"] == s, "chance"].astype(float).mean()) for s in spaces]
+    if np.isfinite(chance).any():  # each space's mean chance over participants
+        ax.hlines(chance, x - 0.4, x + 0.4, linestyles="--", color="k", lw=0.8, label="chance")
     ax.set_xticks(x, spaces)
     ax.set_xlim(-0.5, len(spaces) - 0.5)
     ax.set_title(metric_label(metric), fontsize=9, pad=14)

@@ -16,7 +16,14 @@ import pandas as pd
 from .. import __version__
 from ..bidsio.report_inputs import GroupRecord, group_report_path, read_group_record, split_tiles
 from . import SafeFigures, render
-from .figures import CHANCE_METRICS, group_metric_figure, image_grid, metric_label, paired_figure
+from .figures import (
+    CHANCE_METRICS,
+    DEFINITIONS,
+    group_metric_figure,
+    image_grid,
+    metric_label,
+    paired_figure,
+)
 
 LOG = logging.getLogger(__name__)
 P_COLUMNS = ("p_t", "p", "p_value", "pvalue")
@@ -131,6 +138,7 @@ def build_group_report(output_dir: Path, task: str) -> str:
         task=task, version=__version__, date=_dt.datetime.now().isoformat(timespec="seconds"),
         output_dir=str(output_dir), pipeline_version=generated.get("Version", "n/a"),
         subjects=rec.subjects, metrics=metrics, spaces=spaces, labels={m: metric_label(m) for m in metrics},
+        definitions={m: DEFINITIONS.get(m, "") for m in metrics},
         participants=_participants(rec, metrics, spaces),
         tables={k: _table_view(v) for k, v in rec.tables.items()},
         distributions=_distributions(rec, metrics, figs), paired=_paired(rec, figs),

@@ -93,19 +93,30 @@ def methods_text(rec: ParticipantRecord) -> tuple[list[str], list[str]]:
            f"the model's decoder. Latent spaces: {_join(parts) if parts else 'n/a'}.")
     p.append(dec)
     metrics = {m for d in rec.metrics.values() for m in d.get("metrics", {})}
-    ev = ["Evaluation: pairwise identification among the test images (for each image, the fraction "
-          "of other images whose latent vector correlates less with its decoded vector than its own; "
-          "chance 50%) in latent space"
-          + (" and in image space" if "pairwise_image" in metrics else "")
-          + f", with permutation p-values (seed {cfg.get('seed', 'n/a')})"]
+    n_perm = cfg.get("n_permutations", "n/a")
+    ev = ["Evaluation (definitions in docs/statistics.md of bids_facedecode): pairwise identification "
+          "among the test images (for each image, the fraction of other images whose latent vector "
+          "correlates less with its decoded vector than its own; chance 50%) and n-way (rank-1) "
+          "identification among all test images (chance 1/n) with the mean rank, correlating "
+          "vectors from which the training mean latent was subtracted"
+          + (" (in image space: the reconstruction of the training mean)" if "pairwise_image" in metrics
+             else "")
+          + "; VanRullen & Reddy's (2019) uncentred correlation is reported as a secondary metric; "
+          f"permutation p-values over the assignment of decoded to true images ({n_perm} draws, or "
+          f"every permutation when there are fewer; seed {cfg.get('seed', 'n/a')})"]
     if "gender_accuracy" in metrics:
-        ev.append("gender accuracy: the sign of the decoded vector's projection on the gender axis "
-                  "(mean male minus mean female training latent), binomial test against 50%")
+        ev.append("gender: the decoded vector called male when its projection on the gender axis "
+                  "(mean male minus mean female training latent), taken from the training mean, is "
+                  "positive; accuracy and balanced accuracy with a one-sided exact test over "
+                  "permutations of the test labels (Fisher's exact test), beside the same rule on the "
+                  "test images' true latents (the ceiling)")
     if "imagery_pairwise" in metrics:
         ev.append("imagery: pairwise identification of the imagined face among the test faces, "
-                  "permutation test")
+                  "permutation test over which trial imagined which face, chance the exact mean of "
+                  "that null")
     if "ssim" in metrics:
-        ev.append("reconstruction quality: pixel correlation and SSIM (Wang et al., 2004)")
+        ev.append("reconstruction quality: pixel correlation and SSIM (Wang et al., 2004), beside "
+                  "those of the reconstruction of the training mean latent (the mean-face baseline)")
     p.append("; ".join(ev) + ".")
     refs = ["vanrullen", "bids", "pybids", "nilearn", "pytorch"]
     refs += ["larsen"] if "vaegan" in spaces else []

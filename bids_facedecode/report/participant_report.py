@@ -33,6 +33,7 @@ from .design import (
 )
 from .figures import (
     CHANCE_METRICS,
+    DEFINITIONS,
     chance_metrics_figure,
     image_grid,
     metric_label,
@@ -160,15 +161,19 @@ def _results(rec: ParticipantRecord, figs: SafeFigures) -> dict:
     metrics = _ordered_metrics(rows["metric"])
     table = []
     for metric in metrics:
-        cells, chance, test = [], None, None
+        cells, test = [], None
         for space in spaces:
             m = rec.metrics[space].get("metrics", {}).get(metric)
-            cells.append(m)
-            if m is not None:
-                chance = m.get("chance") if chance is None else chance
+            if m is not None:  # the reference column: the mean-face baseline or the ceiling
+                ref = m.get("baseline") if m.get("baseline") is not None else m.get("ceiling")
+                m = {**m, "reference": ref,
+                     "reference_kind": "baseline" if m.get("baseline") is not None else
+                     "ceiling" if m.get("ceiling") is not None else ""}
                 test = m.get("test") or test
-        table.append({"metric": metric, "label": metric_label(metric), "cells": cells,
-                      "chance": chance, "test": test})
+            cells.append(m)
+        base = next((m.get("metric") for m in cells if m and m.get("metric")), metric)
+        table.append({"metric": metric, "label": metric_label(metric), "cells": cells, "test": test,
+                      "definition": DEFINITIONS.get(base, "")})
     with_chance = rows[rows["chance"].notna() & rows["value"].notna()]
     chart = (figs.add("results against chance", lambda: chance_metrics_figure(with_chance))
              if len(with_chance) else None)
@@ -184,8 +189,10 @@ def _results(rec: ParticipantRecord, figs: SafeFigures) -> dict:
         for _, r in t.iterrows():
             images.append({"space": space, "file": r.get("stim_file"), "gender": r.get("gender"),
                            "pairwise_latent": r.get("pairwise_latent"),
+                           "nway_latent": r.get("nway_latent"), "rank_latent": r.get("rank_latent"),
                            "pairwise_image": r.get("pairwise_image"),
-                           "gender_correct": r.get("gender_correct"), "ssim": r.get("ssim")})
+                           "gender_correct": r.get("gender_correct"), "ssim": r.get("ssim"),
+                           "mean_face_ssim": r.get("mean_face_ssim")})
     return {"spaces": spaces, "table": table, "chart": chart, "per_image": per_image, "images": images}
 
 

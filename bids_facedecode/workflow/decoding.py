@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .. import decode, evaluate, glm, glmstats, reliability
+from .. import decode, gender, glm, glmstats, reliability
 from ..bidsio.labels import stimulus_genders
 from ..config import Settings
 from ..errors import DataError, UsageError
 from ..images import load_images
+from .evaluation import EvalContext, evaluate_decoded
 from .folds import (
     FoldAccumulator,
     cv_folds_of_runs,
@@ -131,66 +132,6 @@ class SpaceResult:
     analyses: pd.DataFrame | None = None          # tidy: decoder, roi, selection, metric, ...
     ridge_cv: pd.DataFrame | None = None          # penalty grid and CV error per (roi)
     decoder_from: str | None = None
-
-
-def _metric(value, chance, n, test, p, **labels) -> dict:
-    return {"value": value, "chance": chance, "n": n, "test": test, "p_value": p, **labels}
-
-
-@dataclass
-class _Context:
-    """What every evaluation of one space shares."""
-
-    space: LatentSpace
-    test_true: np.ndarray
-    shown: np.ndarray | None
-    test_gender: np.ndarray
-    axis: np.ndarray | None
-    midpoint: np.ndarray | None
-    imagery_index: np.ndarray | None   # (M',) test row of each labelled imagery key
-    imagery_rows: list[int]            # rows of img_dec that are test faces
-    n_perm: int
-    rng: np.random.Generator
-
-
-def evaluate_decoded(ctx: _Context, test_dec: np.ndarray, img_dec: np.ndarray,
-                     labels: dict) -> tuple[dict, dict, np.ndarray | None]:
-    """Every metric of one decoding; returns ``(metrics by base name, per-image columns, recon)``."""
-    m, per = {}, {}
-    per["pairwise_latent"], mean_lat = evaluate.pairwise_identification(test_dec, ctx.test_true)
-    m["pairwise_latent"] = _metric(
-        float(mean_lat), 0.5, len(test_dec), "permutation",
-        evaluate.identification_permutation_p(test_dec, ctx.test_true, ctx.n_perm, ctx.rng), **labels)
-    per["latent_correlation"] = np.array(
-        [float(np.corrcoef(a, b)[0, 1]) for a, b in zip(test_dec, ctx.test_true, strict=True)])
-    recon = None
-    if ctx.shown is not None:
-        recon = ctx.space.model.decode(test_dec)
-        flat_r, flat_s = recon.reshape(len(recon), -1), ctx.shown.reshape(len(ctx.shown), -1)
-        per["pairwise_image"], mean_img = evaluate.pairwise_identification(flat_r, flat_s)
-        m["pairwise_image"] = _metric(
-            float(mean_img), 0.5, len(flat_s), "permutation",
-            evaluate.identification_permutation_p(flat_r, flat_s, ctx.n_perm, ctx.rng), **labels)
-        per["pixel_correlation"] = evaluate.pixel_correlation(recon, ctx.shown)
-        per["ssim"] = evaluate.ssim(recon, ctx.shown)
-        for k in ("pixel_correlation", "ssim"):
-            m[k] = _metric(float(np.nanmean(per[k])), None, len(flat_s), None, None, **labels)
-    if ctx.axis is not None:
-        ok = np.isin(ctx.test_gender, ["M", "F"])
-        is_male = ctx.test_gender[ok] == "M"
-        acc, n, p = evaluate.gender_accuracy(test_dec[ok], is_male, ctx.axis, ctx.midpoint)
-        m["gender_accuracy"] = _metric(float(acc), 0.5, int(n), "binomial", float(p), **labels)
-        correct = pd.array([None] * len(test_dec), dtype="boolean")
-        correct[ok] = ((test_dec[ok] - ctx.midpoint) @ ctx.axis > 0) == is_male
-        per["gender_correct"] = correct
-    if ctx.imagery_index is not None and len(img_dec):
-        dec = img_dec[ctx.imagery_rows]
-        _, mean_imag = evaluate.imagery_identification(dec, ctx.imagery_index, ctx.test_true)
-        m["imagery_pairwise"] = _metric(
-            float(mean_imag), 0.5, len(ctx.imagery_index), "permutation",
-            evaluate.imagery_permutation_p(dec, ctx.imagery_index, ctx.test_true, ctx.n_perm, ctx.rng),
-            **labels)
-    return m, per, recon
 
 
 def _half_test_betas(halves, ne_all, columns: list[str],
@@ -310,7 +251,7 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
     train_gender = stimulus_genders(inputs.index, inputs.train_ids)
     if {"M", "F"} <= set(train_gender) and {"M", "F"} <= set(genders):
         labelled = np.isin(train_gender, ["M", "F"])
-        axis, midpoint = evaluate.gender_axis(latents.train_raw[space.name][labelled],
+        axis, midpoint = gender.gender_axis(latents.train_raw[space.name][labelled],
                                               train_gender[labelled] == "M")
     elif saved is not None and saved.gender_axis is not None and {"M", "F"} <= set(genders):
         axis, midpoint = saved.gender_axis, saved.gender_midpoint  # the decoder's own fit
@@ -327,9 +268,9 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
     shown = None
     if space.can_reconstruct:
         shown = load_images([inputs.index.path(s) for s in inputs.test_ids], space.model.image_size)
-    ctx = _Context(space, test_true, shown, np.asarray(genders, dtype=object), axis, midpoint,
-                   imagery_index, imagery_rows, settings.n_permutations,
-                   np.random.default_rng(settings.seed))
+    ctx = EvalContext(space, test_true, shown, np.asarray(genders, dtype=object), axis,
+                      imagery_index, imagery_rows, settings.n_permutations,
+                      np.random.default_rng(settings.seed))
 
     fold_betas = ridge_vox = None  # solved once per space at the regions' voxels, sliced per region
     regions: list[tuple[str, np.ndarray | None]] = [("all", None)]
@@ -397,12 +338,13 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
                       "n_voxels": int(sel.size)}
             if dec == "ridge":
                 labels["ridge"] = lam
-            m, per, recon = evaluate_decoded(ctx, test_dec, img_dec, labels)
+            m, per, recon = evaluate_decoded(ctx, test_dec, img_dec, zm, labels)
             suffix = ("" if dec == decoders[0] else f"_{dec}") + ("" if roi == "all" else f"_roi-{roi}")
             for base, md in m.items():
                 metrics[base + suffix] = {**md, "metric": base}
                 rows.append({"metric": base, **labels, "ridge": lam,
-                             **{k: md[k] for k in ("value", "chance", "n", "test", "p_value")}})
+                             **{k: md[k] for k in ("value", "chance", "n", "test", "p_value",
+                                                   "baseline", "ceiling", "alternative")}})
             if roi == "all" and dec != decoders[0]:
                 per_image[f"pairwise_latent_{dec}"] = per["pairwise_latent"]
             if primary is None:
