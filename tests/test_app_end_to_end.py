@@ -62,8 +62,27 @@ def test_maps_and_tables_agree(app_run, sub):
     m = doc["metrics"]
     assert m["pairwise_latent"]["value"] == pytest.approx(table["pairwise_latent"].mean())
     assert m["pairwise_latent"]["chance"] == 0.5
-    for key in ("pairwise_latent", "pairwise_image", "gender_accuracy", "imagery_pairwise"):
+    for key in ("pairwise_latent", "pairwise_image", "gender_accuracy", "imagery_pairwise",
+                "nway_latent", "gender_balanced_accuracy", "pairwise_latent_uncentred"):
         assert 0.0 <= m[key]["value"] <= 1.0 and 0.0 < m[key]["p_value"] <= 1.0
+    # the records are the decoding table's per-image columns, with their chance levels
+    n = len(table)
+    for key, col in (("nway_latent", "nway_latent"), ("mean_rank_latent", "rank_latent"),
+                     ("pairwise_latent_uncentred", "pairwise_latent_uncentred"),
+                     ("pairwise_image", "pairwise_image")):
+        assert m[key]["value"] == pytest.approx(table[col].mean(), abs=1e-5)
+    assert m["nway_latent"]["chance"] == pytest.approx(1 / n)
+    assert m["mean_rank_latent"]["chance"] == pytest.approx((n + 1) / 2)
+    assert m["mean_rank_latent"]["alternative"] == "less"
+    # per image, rank = 1 + (n - 1)(1 - pairwise)
+    np.testing.assert_allclose(table["rank_latent"], 1 + (n - 1) * (1 - table["pairwise_latent"]),
+                               atol=1e-4)  # the TSV keeps 6 digits
+    assert m["gender_balanced_accuracy"]["chance"] == 0.5
+    assert 0.0 <= m["gender_balanced_accuracy"]["ceiling"] <= 1.0
+    assert m["gender_accuracy"]["value"] == pytest.approx(table["gender_correct"].mean(), abs=1e-5)
+    for key in ("pixel_correlation", "ssim"):  # the mean-face baseline beside the value
+        assert m[key]["baseline"] == pytest.approx(table[f"mean_face_{key}"].mean(), abs=1e-5)
+    assert 0.0 < m["imagery_pairwise"]["chance"] < 1.0
     decoder = np.load(func / f"{stem}_desc-pca_decoder.npz")
     assert decoder["W"].shape == (APP_D + 1, 300)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 from pathlib import Path
@@ -23,4 +24,10 @@ def test_python_api_example_runs(tmp_path, capsys):
     finally:
         os.chdir(cwd)
     out = capsys.readouterr().out
-    assert "pairwise identification:" in out and "'pairwise_latent'" in out
+    # the whole-run record, then the stage-by-stage value: both well above chance (0.5) on
+    # this simulation, and the record's p the smallest the permutations can give
+    record = ast.literal_eval(re.search(r"^\{'value'.*\}$", out, re.M).group(0))
+    assert record["chance"] == 0.5 and record["value"] > 0.7
+    assert record["p_value"] == pytest.approx(1 / 1001)
+    staged = float(re.search(r"^pairwise identification: ([0-9.]+)$", out, re.M).group(1))
+    assert staged > 0.7
