@@ -376,3 +376,21 @@ def test_warnings_logged_during_analysis_reach_the_report(run_copy):
     cfg_path.write_text(json.dumps(cfg))
     html = build_participant_report(run_copy, SUBJECT, "faces")
     assert "Warnings logged during the analysis" in html and "--n-voxels 9999 exceeds" in html
+
+
+def test_chance_chart_draws_each_spaces_chance_and_leaves_out_the_mean_rank():
+    from bids_facedecode.report.figures import chance_metrics_figure
+
+    rows = pd.DataFrame([{"metric": m, "space": s, "value": v, "chance": c, "p_value": 0.01}
+                         for m, v, c in (("pairwise_latent", 0.8, 0.5), ("mean_rank_latent", 4.0, 10.5),
+                                         ("mean_rank_latent_wls", 4.0, 10.5))
+                         for s in ("pca", "vaegan")]
+                        + [{"metric": "imagery_pairwise", "space": "pca", "value": 0.6, "chance": 0.53,
+                            "p_value": 0.2},
+                           {"metric": "imagery_pairwise", "space": "vaegan", "value": 0.5,
+                            "chance": 0.47, "p_value": 0.4}])
+    fig = chance_metrics_figure(rows)
+    assert [ax.get_title() for ax in fig.axes] == ["pairwise identification (latent space)",
+                                                   "imagery identification"]
+    segments = fig.axes[1].collections[0].get_segments()  # one dashed chance segment per space
+    assert [round(float(seg[0][1]), 2) for seg in segments] == [0.53, 0.47]

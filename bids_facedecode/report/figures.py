@@ -83,7 +83,7 @@ def chance_metrics_figure(rows: pd.DataFrame):
     -------
     matplotlib Figure
     """
-    rows = rows[~rows["metric"].isin(NOT_FRACTIONS)]
+    rows = rows[~rows["metric"].map(lambda k: str(k).startswith(NOT_FRACTIONS))]  # with suffixes too
     metrics = [m for m in CHANCE_METRICS if m in set(rows["metric"])]
     metrics += [m for m in dict.fromkeys(rows["metric"]) if m not in metrics]
     spaces = list(dict.fromkeys(rows["space"]))
