@@ -49,7 +49,7 @@ def test_every_decoder_and_region_is_reported(analyses_run):
     for dec in ("", "_wls", "_ridge"):
         assert m[f"pairwise_latent{dec}"]["value"] > 0.75
     assert m["pairwise_latent_ridge"]["ridge"] in json.loads(json.dumps(list(
-        __import__("bids_facedecode.decode", fromlist=["RIDGE_GRID"]).RIDGE_GRID)))
+        __import__("bids_facedecode.ridge", fromlist=["RIDGE_GRID"]).RIDGE_GRID)))
     func = analyses_run / "sub-01" / "func"
     tidy = pd.read_csv(func / "sub-01_task-faces_desc-pca_analyses.tsv", sep="\t")
     assert set(tidy["decoder"]) == {"ols", "wls", "ridge"}
