@@ -13,8 +13,9 @@ that same number, on patterns of individual images that the held-out data provid
   chance);
 * the held-out fold's own map ``W_f`` predicts the pattern of any image from its latents,
   ``b = [z̃, 1] W_f`` (``z̃`` centred on the training mean): an estimate of the image's response
-  independent of the decoder, carrying whatever the held-out runs do not share with the
-  others (noise, drift between sessions, responses the linear map misses) — as a test beta does;
+  independent of the decoder, carrying what the held-out runs do not share with the others
+  (their noise, drift between sessions), as a test beta does — though not the image's own
+  response beyond the linear map, which a test beta also carries;
 * the images are training images (never a test image): :func:`probe_latents`;
 * their patterns are decoded by the fold's decoder and identified among themselves exactly as
   the test images are (:func:`bids_facedecode.evaluate.pairwise_identification`); the score of a
