@@ -49,11 +49,11 @@ def test_every_decoder_and_region_is_reported(analyses_run):
     for dec in ("", "_wls", "_ridge"):
         assert m[f"pairwise_latent{dec}"]["value"] > 0.75
     assert m["pairwise_latent_ridge"]["ridge"] in json.loads(json.dumps(list(
-        __import__("bids_facedecode.decode", fromlist=["RIDGE_GRID"]).RIDGE_GRID)))
+        __import__("bids_facedecode.ridge", fromlist=["RIDGE_GRID"]).RIDGE_GRID)))
     func = analyses_run / "sub-01" / "func"
     tidy = pd.read_csv(func / "sub-01_task-faces_desc-pca_analyses.tsv", sep="\t")
     assert set(tidy["decoder"]) == {"ols", "wls", "ridge"}
-    assert set(tidy["roi"]) == {"all", "occipital", "temporal", "frontoparietal"}
+    assert set(tidy["roi"]) == {"all", "occipital", "temporal", "frontoparietal", "control"}
     cv = pd.read_csv(func / "sub-01_task-faces_desc-pcaridgecv_analyses.tsv", sep="\t")
     assert cv.groupby("roi")["chosen"].sum().eq(1).all()
 
@@ -67,6 +67,34 @@ def test_regions_follow_the_simulated_face_selectivity(analyses_run, app_dataset
     best, worst = max(frac, key=frac.get), min(frac, key=frac.get)
     m = _metrics(analyses_run)["metrics"]
     assert m[f"pairwise_latent_roi-{best}"]["value"] > m[f"pairwise_latent_roi-{worst}"]["value"]
+
+
+CHANCE_BAND = 0.15  # ~2.3 SD of the pairwise identification of 20 images under the null
+MIN_P = 0.01
+
+
+def _at_chance(metric: dict) -> bool:
+    """Identification at chance: within ``CHANCE_BAND`` of 0.5 and permutation p not small."""
+    return abs(metric["value"] - metric["chance"]) < CHANCE_BAND and metric["p_value"] > MIN_P
+
+
+def test_region_without_face_selective_voxels_decodes_at_chance(analyses_run, app_dataset):
+    """The simulator's control region has no face-selective voxel in any subject (truth mask):
+    its identification sits at chance for both participants; the same check fails on the whole
+    brain (both participants) and in sub-01's occipital region, which hold face-selective voxels
+    (sub-02's regions decode too weakly on this small dataset to tell them from chance)."""
+    atlas = np.asarray(nib.load(app_dataset / SIM / "atlas-simroi_dseg.nii.gz").dataobj)
+    names = pd.read_csv(app_dataset / SIM / "atlas-simroi_dseg.tsv", sep="\t").set_index("name")["index"]
+    for sub in ("01", "02"):
+        sel = np.asarray(nib.load(app_dataset / SIM / f"sub-{sub}_desc-faceselective_mask.nii.gz")
+                         .dataobj) > 0
+        assert not sel[atlas == names["control"]].any() and sel[atlas == names["occipital"]].any()
+        m = _metrics(analyses_run, sub)["metrics"]
+        assert m["pairwise_latent_roi-control"]["n_voxels"] >= 17  # D + 1: the plain inverse ran
+        assert _at_chance(m["pairwise_latent_roi-control"]), m["pairwise_latent_roi-control"]
+        assert not _at_chance(m["pairwise_latent"]), m["pairwise_latent"]
+        if sub == "01":
+            assert not _at_chance(m["pairwise_latent_roi-occipital"]), m["pairwise_latent_roi-occipital"]
 
 
 def test_reliability_maps_are_higher_in_face_selective_voxels(analyses_run, app_dataset):

@@ -1,16 +1,11 @@
-"""The wls and ridge decoders against closed forms and hand-computed cases."""
+"""The wls decoder against closed forms and hand-computed cases (ridge: test_ridge.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from bids_facedecode.decode import (
-    choose_ridge,
-    decode_latents,
-    decode_latents_wls,
-    ridge_cv_error,
-)
+from bids_facedecode.decode import decode_latents, decode_latents_wls
 from bids_facedecode.errors import DataError
 from bids_facedecode.evaluate import pairwise_identification
 
@@ -55,51 +50,3 @@ def test_wls_rejects_bad_variances():
         decode_latents_wls(np.ones((1, 3)), np.eye(2, 3), [0.0], 1, [1.0, 0.0, 1.0])
     with pytest.raises(DataError, match="3 voxels"):
         decode_latents_wls(np.ones((1, 3)), np.eye(2, 3), [0.0], 1, [1.0, 1.0])
-
-
-def test_ridge_cv_error_hand_case():
-    # k = 2 rows (z1, face), 2 voxels; training map I, held-out map diag(2, 1); var(z1) = 3
-    Wtr, Wf, cov = np.eye(2), np.diag([2.0, 1.0]), np.array([[3.0]])
-    # λ = 0: M = I, E = diag(1, 0); latent column [1, 0]; C = diag(3, 1) -> error 3
-    assert ridge_cv_error([Wtr], [Wf], cov, 0.0, face_index=1) == pytest.approx(3.0)
-    # λ = 1 (x mean diag 1): M = I/2, E = diag(0, -1/2); latent column [0, 0] -> 0
-    assert ridge_cv_error([Wtr], [Wf], cov, 1.0, face_index=1) == pytest.approx(0.0, abs=1e-12)
-    # the face row leaks into the latent: held-out [[1, 0], [1, 1]] at λ = 0:
-    # E = [[0, 0], [1, 0]]; latent column [0, 1] weighted by the face's 1 -> 1
-    assert ridge_cv_error([Wtr], [np.array([[1.0, 0.0], [1.0, 1.0]])], cov, 0.0, 1) == \
-        pytest.approx(1.0)
-
-
-def test_choose_ridge_follows_the_noise():
-    rng = np.random.default_rng(2)
-    D, V = 6, 30
-    W = rng.normal(size=(D + 1, V))
-    cov = np.eye(D)
-    # identical folds: the plain inverse is exact
-    lam, errs = choose_ridge([W, W], [W, W], cov, D)
-    assert lam == 0.0 and errs[0] == pytest.approx(0.0, abs=1e-9)
-    # noisy maps from few voxels: shrinkage helps
-    noisy = [W + rng.normal(scale=3.0, size=W.shape) for _ in range(4)]
-    lam, errs = choose_ridge(noisy[:2], noisy[2:], cov, D)
-    assert lam > 0 and np.nanmin(errs) < errs[0]
-    with pytest.raises(DataError, match="2 folds"):
-        choose_ridge([W], [W], cov, D)
-
-
-def test_ridge_cv_error_matches_the_explicit_inverse(rng):
-    """The eigendecomposition shortcut equals Σ_f tr(E_zᵀ C E_z) with the inverse computed directly."""
-    from bids_facedecode.decode import inverse_map
-
-    D, V = 4, 12
-    tr = [rng.normal(size=(D + 1, V)) for _ in range(3)]
-    held = [rng.normal(size=(D + 1, V)) for _ in range(3)]
-    A = rng.normal(size=(D, D))
-    cov = A @ A.T
-    C = np.zeros((D + 1, D + 1))
-    C[:D, :D], C[D, D] = cov, 1.0
-    for lam in (0.0, 0.05, 2.0):
-        want = 0.0
-        for Wtr, Wf in zip(tr, held, strict=True):
-            E = Wf @ inverse_map(Wtr, ridge=lam).numpy() - np.eye(D + 1)
-            want += np.trace(E[:, :D].T @ C @ E[:, :D])
-        assert ridge_cv_error(tr, held, cov, lam, face_index=D) == pytest.approx(want, rel=1e-8)

@@ -214,10 +214,26 @@ def test_truth_files(sim_tiny):
     assert (wd[sel, 0] > 0).all()
     atlas = np.asarray(nib.load(sim_tiny / TRUTH / "atlas-simroi_dseg.nii.gz").dataobj)
     lut = pd.read_csv(sim_tiny / TRUTH / "atlas-simroi_dseg.tsv", sep="\t")
-    assert lut["name"].tolist() == ["occipital", "temporal", "frontoparietal"]
-    assert set(np.unique(atlas)) == {0, 1, 2, 3}
+    assert lut["name"].tolist() == ["occipital", "temporal", "frontoparietal", "control"]
+    assert set(np.unique(atlas)) == {0, 1, 2, 3, 4}
     assert np.mean(atlas[sel] > 0) > 0.9  # the ROIs hold the face-selective spheres
     assert set(np.unique(atlas[sel])) >= {1, 2, 3}
+    # the control region: no parameter weight and no face response in any voxel
+    control = atlas == 4
+    assert control.sum() > 50 and not np.any(wd[control] != 0)
+
+
+def test_control_region_is_far_from_every_jittered_sphere():
+    """Over many subjects' draws, no face-selective or face-responsive voxel falls in the
+    control region (it keeps 4 SD of the centre jitter beyond every sphere)."""
+    from bids_facedecode.simulate.brain import load_brain, make_subject_truth, roi_labels
+
+    brain = load_brain(8.0)
+    control = roi_labels(brain.brain_mm()) == 4
+    assert control.sum() > 300
+    for seed in range(100):
+        t = make_subject_truth(brain, len(PARAM_NAMES), np.random.default_rng(seed))
+        assert not np.any(t.selective[control]) and not np.any(t.face_amp[control] != 0)
 
 
 # --------------------------------------------------------------------------- signal
@@ -425,3 +441,20 @@ def test_bids_validator(sim_tiny, tmp_path):
     report = json.loads(proc.stdout)
     errors = [i for i in report["issues"]["issues"] if i["severity"] == "error"]
     assert errors == []
+
+
+def test_gender_weights_are_drawn_like_the_others():
+    """Gender is coded like every generative parameter: its voxel weights are Gaussian draws of
+    the same spread as the other parameters' (not a fixed ±1 weight in every voxel)."""
+    from bids_facedecode.simulate.brain import load_brain, make_subject_truth
+    from bids_facedecode.simulate.faces import GENDER_INDEX
+
+    t = make_subject_truth(load_brain(8.0), len(PARAM_NAMES), np.random.default_rng(0))
+    w = t.weights[:, t.selective].astype(np.float64)
+    sd = w.std(axis=1)
+    pooled = np.sqrt(np.mean(np.delete(sd, GENDER_INDEX) ** 2))
+    # the SD of n Gaussian draws has a standard error of about SD / sqrt(2n)
+    assert abs(sd[GENDER_INDEX] - pooled) < 4 * pooled / np.sqrt(2 * w.shape[1])
+    g = w[GENDER_INDEX]
+    assert np.unique(np.round(np.abs(g), 6)).size > 0.9 * g.size  # no constant magnitude
+    assert abs(np.mean(g > 0) - 0.5) < 0.1  # both signs, as often

@@ -10,6 +10,13 @@ response being suppressed by repetition), ``p_k(t)`` are HRF-convolved amplitude
 amplitudes are the trial's standardised generative parameters (:func:`standardise_params`),
 ``e_v`` is AR(1) noise. The BOLD intensity is ``S0_v * (1 + psc_v / 100)`` where ``S0``
 comes from nilearn's bundled MNI152 template; voxels outside the brain hold low noise.
+
+Parameter weights ``w_vk`` exist only in the face-selective spheres of :data:`REGIONS` and are
+Gaussian draws of SD ``weight_pct * gain`` for every parameter, gender included (coded +1 male /
+-1 female; seven other parameters are correlated with it, see
+:data:`bids_facedecode.simulate.faces.GENDER_LOADINGS`). Occipital voxels outside the spheres
+respond to any face (``a_v``) without identity weights. The ROI atlas (:func:`roi_labels`) has a
+control region with neither, in every subject.
 All functions here are pure (arrays in, arrays out); files are written by
 :mod:`bids_facedecode.simulate.dataset`.
 """
@@ -29,7 +36,7 @@ class Region:
     """A bilateral spherical face-selective region (centre given for the right hemisphere)."""
 
     name: str
-    roi: str  # occipital | temporal | frontoparietal
+    roi: str  # occipital | temporal | frontoparietal (the control region has no sphere)
     center_mm: tuple[float, float, float]
     radius_mm: float
     gain: float  # scale of the parameter weights
@@ -43,8 +50,11 @@ REGIONS: tuple[Region, ...] = (
     Region("IFG", "frontoparietal", (44.0, 20.0, 20.0), 14.0, 0.45, 0.7),
     Region("IPS", "frontoparietal", (30.0, -60.0, 46.0), 14.0, 0.45, 0.6),
 )
-ROI_NAMES: tuple[str, ...] = ("occipital", "temporal", "frontoparietal")
+ROI_NAMES: tuple[str, ...] = ("occipital", "temporal", "frontoparietal", "control")
 OCCIPITAL_FACE_AMP = 0.6  # broad occipital response to any face (PSC)
+CENTER_JITTER_MM = 3.0  # SD of the per-subject displacement of each sphere centre (per axis)
+# the control region keeps this far beyond every sphere's nominal surface: 4 SD of the jitter
+CONTROL_MARGIN_MM = 4.0 * CENTER_JITTER_MM
 
 
 @dataclass(frozen=True)
@@ -88,7 +98,13 @@ def load_brain(resolution: float) -> BrainSpace:
 
 
 def roi_labels(mm: np.ndarray) -> np.ndarray:
-    """Crude lobar ROI label (1 occipital, 2 temporal, 3 frontoparietal, 0 other) per point.
+    """Crude ROI label per point: 1 occipital, 2 temporal, 3 frontoparietal, 4 control, 0 other.
+
+    The three lobes hold the face-selective spheres of :data:`REGIONS`. The control region is
+    what lies between the lobes (the central core: deep grey matter, brainstem, the front of
+    the cerebellum) farther than :data:`CONTROL_MARGIN_MM` beyond the nominal surface of every
+    sphere, in both hemispheres: no subject has face-selective voxels or a face response there
+    (sphere centres move by :data:`CENTER_JITTER_MM` per axis), so it must decode at chance.
 
     Parameters
     ----------
@@ -104,6 +120,12 @@ def roi_labels(mm: np.ndarray) -> np.ndarray:
     tem = ~occ & (z <= 22) & (np.abs(x) >= 24) & (y <= 10)
     fp = ~occ & ~tem & ((y > 10) | (z > 22))
     lab[occ], lab[tem], lab[fp] = 1, 2, 3
+    far = np.ones(len(mm), dtype=bool)
+    for reg in REGIONS:
+        for sx in (1.0, -1.0):
+            c = np.array(reg.center_mm) * np.array([sx, 1.0, 1.0])
+            far &= np.sum((mm - c) ** 2, axis=1) > (reg.radius_mm + CONTROL_MARGIN_MM) ** 2
+    lab[(lab == 0) & far] = 4
     return lab
 
 
@@ -142,7 +164,7 @@ def make_subject_truth(
     noise_pct: float = 1.0,
     drift_pct: float = 0.6,
     motion_pct: float = 2.0,
-    center_jitter_mm: float = 3.0,
+    center_jitter_mm: float = CENTER_JITTER_MM,
 ) -> SubjectTruth:
     """Draw a subject's face-selective regions, voxel weights and noise levels.
 

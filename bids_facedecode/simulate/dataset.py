@@ -538,7 +538,7 @@ def _write_truth(
     a = _nifti(atlas, brain.affine, zooms)
     a.set_data_dtype(np.int16)
     a.to_filename(out / "atlas-simroi_dseg.nii.gz")
-    pd.DataFrame({"index": [1, 2, 3], "name": list(ROI_NAMES)}).to_csv(
+    pd.DataFrame({"index": list(range(1, len(ROI_NAMES) + 1)), "name": list(ROI_NAMES)}).to_csv(
         out / "atlas-simroi_dseg.tsv", sep="\t", index=False
     )
     pd.DataFrame(stim_rows).to_csv(out / "stimuli.tsv", sep="\t", index=False, na_rep="n/a")

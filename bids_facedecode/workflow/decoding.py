@@ -4,7 +4,8 @@ The paper's analysis (F-test voxel selection, the plain inverse ``b Wᵀ(WWᵀ)�
 run; on request the same evaluation is repeated for
 
 * other decoders (``wls``: voxels weighted by 1 / residual variance; ``ridge``: the inverse
-  with a penalty chosen by cross-validation over sessions on training trials only),
+  with the penalty of best cross-validated pairwise identification of held-out patterns of
+  training images; never the test images, :mod:`bids_facedecode.ridge`),
 * voxels selected by noise ceiling instead of the F-test,
 * the voxels of each region of an atlas,
 * a decoder saved by an earlier run (``--decoder-from``),
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .. import decode, gender, glm, glmstats, reliability
+from .. import decode, gender, glmstats, reliability, ridge
 from ..bidsio.labels import stimulus_genders
 from ..config import Settings
 from ..errors import DataError, UsageError
@@ -35,12 +36,10 @@ from .folds import (
     cv_folds_of_runs,
     half_of_runs,
     present_columns,
-    solve_present,
-    subtract,
-    voxels,
 )
 from .inputs import ParticipantInputs
 from .reuse import SavedDecoder, load_decoder, voxel_index
+from .ridge_inputs import choose_region_ridge, fold_maps
 from .spaces import JointLatents, LatentSpace
 
 LOG = logging.getLogger(__name__)
@@ -130,7 +129,7 @@ class SpaceResult:
     noise_ceiling: np.ndarray | None = None       # (V,) fraction of variance
     selection: str = "ftest"
     analyses: pd.DataFrame | None = None          # tidy: decoder, roi, selection, metric, ...
-    ridge_cv: pd.DataFrame | None = None          # penalty grid and CV error per (roi)
+    ridge_cv: pd.DataFrame | None = None          # penalty grid, CV identification per roi
     decoder_from: str | None = None
 
 
@@ -159,34 +158,6 @@ def _half_test_betas(halves, ne_all, columns: list[str],
 def _n_selected(n_voxels: int, roi_mask: np.ndarray | None, V: int) -> int:
     """How many voxels a region decodes from: ``--n-voxels``, or all of the region when fewer."""
     return min(n_voxels, V if roi_mask is None else int(roi_mask.sum()))
-
-
-def _ridge_voxels(score: np.ndarray, regions, n_voxels: int) -> np.ndarray:
-    """Sorted union of the voxels every region decodes from (where the ridge CV needs maps)."""
-    sels = [decode.select_voxels(score, _n_selected(n_voxels, m, score.size), m)
-            for _, m in regions if m is None or m.any()]
-    return np.unique(np.concatenate(sels))
-
-
-def _fold_betas(cv: FoldAccumulator, total, columns: list[str], D: int,
-                index: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per fold: the maps W (rows z1..zD, face) without the fold and of the fold alone, at the
-    voxels ``index`` only (the CV needs no others: ``P × len(index)`` per map, not ``P × V``)."""
-    total = voxels(total, index)
-    out = []
-    for k, f in enumerate(cv.folds(total, index)):
-        pair = []
-        for part in (subtract(total, [f]), f):
-            try:
-                betas, names = solve_present(glm.subset(part, columns))
-            except DataError as exc:
-                raise DataError(f"ridge: cross-validation fold {k + 1} cannot be fitted alone ({exc}); "
-                                "use more runs per session, or another decoder") from exc
-            if names[: D + 1] != columns[: D + 1]:
-                raise DataError(f"ridge: cross-validation fold {k + 1} has no training trials")
-            pair.append(betas[: D + 1].cpu().numpy())
-        out.append(tuple(pair))
-    return out
 
 
 def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents: JointLatents,
@@ -272,7 +243,7 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
                       imagery_index, imagery_rows, settings.n_permutations,
                       np.random.default_rng(settings.seed))
 
-    fold_betas = ridge_vox = None  # solved once per space at the regions' voxels, sliced per region
+    fold_betas = None  # the folds' maps, solved once per space for every region
     regions: list[tuple[str, np.ndarray | None]] = [("all", None)]
     if saved is None:
         regions += list(analyses.rois.items())
@@ -314,16 +285,15 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
                             lam = saved.ridge
                         else:
                             if fold_betas is None:
-                                ridge_vox = _ridge_voxels(score, regions, settings.n_voxels)
-                                fold_betas = _fold_betas(analyses.cv, ne_all, columns, D, ridge_vox)
-                            at = np.searchsorted(ridge_vox, sel)
-                            latent_cov = np.cov(latents.train_raw[space.name],
-                                                rowvar=False).reshape(D, D)
-                            lam, errs = decode.choose_ridge([a[:, at] for a, _ in fold_betas],
-                                                            [b[:, at] for _, b in fold_betas],
-                                                            latent_cov, D)
-                            cv_rows += [{"roi": roi, "ridge": g, "cv_error": e, "chosen": g == lam}
-                                        for g, e in zip(decode.RIDGE_GRID, errs, strict=True)]
+                                fold_betas = fold_maps(
+                                    analyses.cv, ne_all, columns, D,
+                                    [(m, _n_selected(settings.n_voxels, m, V)) for _, m in regions])
+                            lam, scores, n_probes = choose_region_ridge(
+                                fold_betas, [r for r, _ in regions].index(roi),
+                                latents.train_raw[space.name], z_mean)
+                            cv_rows += [{"roi": roi, "ridge": g, "cv_pairwise_latent": e,
+                                         "n_probe_images": n_probes, "chosen": g == lam}
+                                        for g, e in zip(ridge.RIDGE_GRID, scores, strict=True)]
                     test_dec = decode.decode_latents(B_test, W, zm, D, ridge=lam)
                     img_dec = decode.decode_latents(B_img, W, zm, D, ridge=lam) if img_rows else None
             except DataError as exc:
