@@ -399,7 +399,10 @@ def section_participant(opts) -> dict:
         ar1, ols = results[when], results[f"{when}, --noise-model ols"]
         print(f"- {when}: --noise-model ar1 (default) {ar1['wall']:.1f} s vs ols {ols['wall']:.1f} s "
               f"= {ar1['wall'] / ols['wall']:.3f}x time; peak RSS {ar1['peak_gib']:.2f} vs "
-              f"{ols['peak_gib']:.2f} GiB = {ar1['peak_gib'] / ols['peak_gib']:.3f}x", flush=True)
+              f"{ols['peak_gib']:.2f} GiB = {ar1['peak_gib'] / ols['peak_gib']:.3f}x; CPU "
+              f"{ar1['user_s'] + ar1['kernel_s']:.0f} vs {ols['user_s'] + ols['kernel_s']:.0f} s = "
+              f"{(ar1['user_s'] + ar1['kernel_s']) / (ols['user_s'] + ols['kernel_s']):.3f}x "
+              "(CPU seconds are less sensitive to other load on a shared machine)", flush=True)
     a, b = _outputs(outs["a"]), _outputs(outs["b"])
     worst = 0.0
     for k, x in a.items():
