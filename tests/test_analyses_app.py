@@ -300,8 +300,8 @@ def test_paper_selection_keeps_the_voxels_passing_both_thresholds(app_dataset, s
     assert 0 < by_hand.sum() < brain.sum() and (sel == by_hand).all()
     doc = _metrics(out)
     assert doc["voxel_selection"] == "paper" and doc["noise_model"] == "ar1"
-    assert doc["selection"]["n_selected"] == doc["n_voxels"] == int(by_hand.sum())
-    assert doc["selection"]["face_alpha"] == 0.01 and doc["selection"]["correction"] == "uncorrected"
+    assert doc["selection_detail"]["n_selected"] == doc["n_voxels"] == int(by_hand.sum())
+    assert doc["selection_detail"]["face_alpha"] == 0.01 and doc["selection_detail"]["correction"] == "uncorrected"
     html = (out / "sub-01.html").read_text()
     assert "significant both for face vs fixation" in html and "AR(1)" in html
     assert "--derivatives" in html  # raw BOLD: no confounds, and the way to add them

@@ -134,7 +134,7 @@ def write_participant_outputs(result, settings, root: Path | None = None) -> lis
             "metrics": res.metrics,
             "decoder": getattr(res, "decoder", "ols"), "decoders": list(settings.decoders),
             "voxel_selection": getattr(res, "selection", "ftest"),
-            "selection": getattr(res, "selection_info", {}) or {},
+            "selection_detail": getattr(res, "selection_info", {}) or {},
             "noise_model": (getattr(res, "noise", {}) or {}).get("model"),
             "decoder_from": getattr(res, "decoder_from", None),
             "settings": settings.result_settings(name),

@@ -58,7 +58,7 @@ def _confounds_sentence(cfg: dict) -> str:
 
 
 def _selection_sentence(docs: list[dict], cfg: dict) -> str:
-    sel = docs[0].get("selection", {}) if docs else {}
+    sel = docs[0].get("selection_detail", {}) if docs else {}
     method = (docs[0].get("voxel_selection") if docs else None) or cfg.get("voxel_selection", "ftest")
     if docs and docs[0].get("decoder_from"):
         return "the voxels of the saved decoder were used"

@@ -1,11 +1,12 @@
 """Per latent space: solve the GLM, select voxels, decode, reconstruct and evaluate.
 
-The paper's analysis (F-test voxel selection, the plain inverse ``b Wᵀ(WWᵀ)⁻¹``) is always
-run; on request the same evaluation is repeated for
+The voxels of one selection (``--voxel-selection``: the ``--n-voxels`` best by the latent F
+test, the default; by noise ceiling; or the paper's own, every voxel significant for face vs
+fixation and for the latent block, :mod:`bids_facedecode.selection`) are decoded with the plain
+inverse ``b Wᵀ(WWᵀ)⁻¹`` and, on request, the same evaluation is repeated for
 
 * other decoders (``wls``: voxels weighted by 1 / residual variance; ``ridge``: the inverse
   with a penalty chosen by cross-validation over sessions on training trials only),
-* voxels selected by noise ceiling instead of the F-test,
 * the voxels of each region of an atlas,
 * a decoder saved by an earlier run (``--decoder-from``),
 
