@@ -26,7 +26,7 @@ A pooled estimate has a negligible sampling error (thousands of voxels) where a 
 The lag-1 autocorrelation of residuals is biased towards negative values by the projection that
 forms them (about ``−(k + 1)/T`` for ``k`` regressors). :func:`estimate_ar1` removes that bias
 exactly: it finds the ``ρ`` whose AR(1) process, projected like the data, has the expected
-lag-1 autocorrelation observed (:func:`expected_lag1`).
+lag-1 autocorrelation observed (:func:`expected_lag1`, ``O(T·k)`` per evaluation).
 """
 
 from __future__ import annotations
@@ -34,10 +34,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 from scipy.optimize import brentq
+from scipy.signal import lfilter
 
 NOISE_MODELS = ("ar1", "ols")
 #: voxels of a run whose residuals give its AR(1) coefficient
-AR1_SAMPLE_VOXELS = 4096
+AR1_SAMPLE_VOXELS = 2048
 #: estimates are clipped to this interval (a stationary, invertible filter)
 RHO_BOUNDS = (-0.9, 0.95)
 
@@ -53,6 +54,27 @@ def ar1_correlation(rho: float, n: int) -> np.ndarray:
     """Correlation matrix ``ρ^|i−j|`` of a stationary AR(1) process, shape (n, n)."""
     lags = np.abs(np.arange(n)[:, None] - np.arange(n)[None, :])
     return np.power(float(rho), lags)
+
+
+def ar1_correlation_times(rho: float, A: np.ndarray) -> np.ndarray:
+    """``R A`` for the AR(1) correlation matrix ``R = ρ^|i−j|`` (:func:`ar1_correlation`), by two
+    first-order recursions along the first axis: ``O(T·k)`` instead of ``O(T²·k)``.
+
+    ``(RA)_t = Σ_{s≤t} ρ^{t−s} A_s + Σ_{s≥t} ρ^{s−t} A_s − A_t``.
+
+    Parameters
+    ----------
+    rho : float
+    A : ndarray of shape (T, k)
+
+    Returns
+    -------
+    ndarray of shape (T, k)
+    """
+    A = np.asarray(A, dtype=np.float64)
+    forward = lfilter([1.0], [1.0, -rho], A, axis=0)
+    backward = lfilter([1.0], [1.0, -rho], A[::-1], axis=0)[::-1]
+    return forward + backward - A
 
 
 def lag1_autocorrelation(residuals: np.ndarray) -> float:
@@ -94,9 +116,8 @@ def expected_lag1(rho: float, basis: np.ndarray) -> float:
     """
     Q = np.asarray(basis, dtype=np.float64)
     T = Q.shape[0]
-    S = ar1_correlation(rho, T)
-    B = S @ Q                  # ΣQ
-    C = Q.T @ B                # QᵀΣQ
+    B = ar1_correlation_times(rho, Q)  # ΣQ
+    C = Q.T @ B                        # QᵀΣQ
     # sub-diagonal sums of Σ, QBᵀ, BQᵀ and QCQᵀ (MΣM = Σ − QBᵀ − BQᵀ + QCQᵀ)
     num = (T - 1) * rho - (Q[1:] * B[:-1]).sum() - (B[1:] * Q[:-1]).sum() \
         + ((Q[1:] @ C) * Q[:-1]).sum()

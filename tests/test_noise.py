@@ -47,6 +47,14 @@ def test_expected_lag1_equals_the_trace_formula(rho):
     assert noise.expected_lag1(rho, Q) == pytest.approx(expected, abs=1e-12)
 
 
+def test_correlation_product_by_recursion_equals_the_dense_product():
+    rng = np.random.default_rng(4)
+    A = rng.standard_normal((60, 5))
+    for rho in (-0.5, 0.0, 0.3, 0.9):
+        np.testing.assert_allclose(noise.ar1_correlation_times(rho, A),
+                                   noise.ar1_correlation(rho, 60) @ A, atol=1e-12)
+
+
 def test_pooled_estimate_is_unbiased_where_the_raw_autocorrelation_is_not():
     rng = np.random.default_rng(1)
     n, v, rho = 150, 4000, 0.4

@@ -18,8 +18,8 @@ accumulator, and the total is the sum of the groups
 (:func:`bids_facedecode.workflow.folds.stream_plan`).
 
 **Noise model** (``--noise-model``, :mod:`bids_facedecode.noise`). With ``ar1`` each run's AR(1)
-coefficient is estimated from that run's own data as it arrives for accumulation
-(:func:`run_ar1`: residuals of a voxel sample on the run's nuisance and non-latent columns,
+coefficient is estimated from that run's own data by the reader thread that reads it, beside the
+arithmetic of the runs before it (:func:`run_ar1`: residuals of a voxel sample on the run's nuisance and non-latent columns,
 pooled over voxels), and the run enters every accumulator (total, halves, CV folds) as its
 whitened model. The data are still read once; the estimate costs a small product per run.
 """
@@ -199,12 +199,19 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
     for _ in range(min(len(runs), ahead + rows // shortest + 1)):
         free.put(None)  # allocated on first use
 
-    def load(run: RunInfo) -> tuple[np.ndarray, np.ndarray]:
+    def load(k: int) -> tuple[np.ndarray, np.ndarray, RunDesign, float]:
+        """Read run ``k``, build its design and estimate its AR(1) coefficient (reader thread:
+        beside the arithmetic of the runs before it)."""
+        run = runs[k]
         buf = free.get()
         if buf is None:
             buf = np.empty((longest, n_vox), np.float32)
         try:
-            return load_masked_run_cached(run.bold, mask, cache_dir, out=buf), buf
+            Y = load_masked_run_cached(run.bold, mask, cache_dir, out=buf)
+            if Y.shape[0] != run.n_scans:
+                raise DataError(f"{run.bold}: {Y.shape[0]} volumes, header says {run.n_scans}")
+            design = first if k == 0 else _design(inputs, latents, settings, k)
+            return Y, buf, design, (run_ar1(design, Y, sample) if ar1 else 0.0)
         except BaseException:
             free.put(buf)
             raise
@@ -220,7 +227,7 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
     order = plan.order
     progress = _Progress(inputs.subject, runs, t0)
     with quiet_cpu(), ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = deque(pool.submit(load, runs[k]) for k in order[:ahead])
+        futures = deque(pool.submit(load, k) for k in order[:ahead])
         # the readers start while the accumulators are allocated (zeroing P x V float64 each)
         slots = [glm.new_normal_equations(first.shared_names, n_vox, device, precision=precision)
                  for _ in range(plan.n_slots)]
@@ -229,17 +236,13 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
         ne = slots[0]
         for i, k in enumerate(order):
             run = runs[k]
-            design = first if k == 0 else _design(inputs, latents, settings, k)
             tw = time.perf_counter()
-            Y, buf = futures.popleft().result()
+            Y, buf, design, rho = futures.popleft().result()
             wait += time.perf_counter() - tw
             if i + ahead < len(runs):
-                futures.append(pool.submit(load, runs[order[i + ahead]]))
-            if Y.shape[0] != run.n_scans:
-                raise DataError(f"{run.bold}: {Y.shape[0]} volumes, header says {run.n_scans}")
+                futures.append(pool.submit(load, order[i + ahead]))
             if pending and sum(p[1].shape[0] for p in pending) + Y.shape[0] > rows:
                 flush()
-            rho = run_ar1(design, Y, sample) if ar1 else 0.0
             rhos[run.label] = rho
             pending.append((design.shared, Y, design.nuisance, design.factor, rho,
                             slots[plan.home[k]], buf))
