@@ -138,7 +138,9 @@ def estimate_ar1(Y: np.ndarray, basis: np.ndarray) -> float:
     Returns
     -------
     float
-        In :data:`RHO_BOUNDS`; 0.0 when the residuals are all zero.
+        In :data:`RHO_BOUNDS`, rounded to 1e-6 (far below its sampling error) so that a rerun
+        gives the same coefficient to the bit whatever last-digit differences of the linear
+        algebra; 0.0 when the residuals are all zero.
     """
     Y = np.asarray(Y, dtype=np.float64)
     Q = np.asarray(basis, dtype=np.float64)
@@ -152,7 +154,7 @@ def estimate_ar1(Y: np.ndarray, basis: np.ndarray) -> float:
         return lo
     if g_hi <= 0:
         return hi
-    return float(brentq(lambda p: expected_lag1(p, Q) - r, lo, hi, xtol=1e-6))
+    return round(float(brentq(lambda p: expected_lag1(p, Q) - r, lo, hi, xtol=1e-8)), 6)
 
 
 def whiten_rows(a: torch.Tensor, rho: float) -> torch.Tensor:
