@@ -19,6 +19,7 @@ import torch
 from .device import DATA_DTYPE, GRAM_DTYPE
 from .errors import DataError, UsageError
 from .glm import NormalEquations, _as_tensor, nuisance_basis
+from .noise import whiten_rows, whiten_rows_into
 
 # a design factor (E, W) must reproduce its block of X to this relative (Frobenius) error
 FACTOR_RTOL = 1e-9
@@ -31,6 +32,7 @@ def accumulate_run(
     nuisance,
     voxel_chunk: int | None = None,
     factor: tuple | None = None,
+    rho: float = 0.0,
 ) -> None:
     """Add one run to the normal equations, after projecting out its nuisance columns.
 
@@ -50,8 +52,12 @@ def accumulate_run(
         omitted.
     factor : (E, W), optional
         ``X_shared[:, :F] == E @ W`` (see :func:`accumulate_runs`), for a faster product.
+    rho : float
+        AR(1) coefficient of the run's noise: design, data and nuisance are whitened with its
+        filter (:mod:`bids_facedecode.noise`) before the nuisance is projected out; 0 is the
+        white-noise (OLS) model.
     """
-    accumulate_runs(ne, [(X_shared, Y, nuisance, factor)], voxel_chunk=voxel_chunk)
+    accumulate_runs(ne, [(X_shared, Y, nuisance, factor, rho)], voxel_chunk=voxel_chunk)
 
 
 def _buffer(ne: NormalEquations, name: str, shape: tuple[int, int], dtype: torch.dtype):
@@ -104,6 +110,7 @@ class _PreparedRun:
     events: torch.Tensor | None = None   # (T, n) float64: X[:, :F] = events @ weights
     weights: torch.Tensor | None = None  # (n, F) float64
     blocks: list[tuple[int, int, int, int]] = field(default_factory=list)  # see _event_blocks
+    rho: float = 0.0          # AR(1) coefficient: Y is whitened chunk by chunk, the rest here
 
 
 # events per block of the product EᵀỸ (each block reads only the volumes its events touch)
@@ -130,7 +137,8 @@ def _event_blocks(events: torch.Tensor) -> list[tuple[int, int, int, int]]:
     return blocks
 
 
-def _prepare_run(ne: NormalEquations, X_shared, Y, nuisance, factor=None) -> _PreparedRun:
+def _prepare_run(ne: NormalEquations, X_shared, Y, nuisance, factor=None,
+                 rho: float = 0.0) -> _PreparedRun:
     dev = ne.device
     X = _as_tensor(X_shared, dev, GRAM_DTYPE)
     N = _as_tensor(nuisance, dev, GRAM_DTYPE)
@@ -163,15 +171,24 @@ def _prepare_run(ne: NormalEquations, X_shared, Y, nuisance, factor=None) -> _Pr
         if err > FACTOR_RTOL * max(float(torch.linalg.matrix_norm(X[:, :F])), 1e-300):
             raise DataError("accumulate_run: the design factor does not reproduce the design "
                             f"(relative error {err / float(torch.linalg.matrix_norm(X[:, :F])):.1e})")
+    rho = float(rho)
+    if not -1.0 < rho < 1.0:
+        raise DataError(f"accumulate_run: AR(1) coefficient {rho} is not in (-1, 1)")
+    one = torch.ones(T, dtype=GRAM_DTYPE, device=dev)
+    if rho:
+        # the whitened model: W X, W N (and W E: still zero far from its events); the data are
+        # whitened chunk by chunk in the product
+        X, N, one = whiten_rows(X, rho), whiten_rows(N, rho), whiten_rows(one, rho)
+        if events is not None:
+            events = whiten_rows(events, rho)
     Q = nuisance_basis(N)
     Xt = X - Q @ (Q.T @ X)
-    one = torch.ones(T, dtype=GRAM_DTYPE, device=dev)
     one_res = one - Q @ (Q.T @ one)
     const_in = float(torch.linalg.vector_norm(one_res)) <= 1e-8 * float(T) ** 0.5
     # the run's data travel once, as float32 (zero-copy for a CPU numpy array)
     blocks = _event_blocks(events) if events is not None else []
     return _PreparedRun(Xt, Q, _as_tensor(Y, dev), one_res, const_in, (X * X).sum(dim=0),
-                        events, weights, blocks)
+                        events, weights, blocks, rho)
 
 
 def _use_factor(prepared: Sequence[_PreparedRun], n_regressors: int) -> int:
@@ -228,6 +245,11 @@ def accumulate_runs(
     ``Wᵀ(EᵀỸ)``: with ~0.4 training trials per volume and ``F ≈ P`` this is about half the
     arithmetic of ``XᵀỸ``. The factor is checked against ``X`` and used when it saves work.
 
+    **Noise model.** A run with an AR(1) coefficient ``rho`` enters as its whitened model
+    (:mod:`bids_facedecode.noise`): ``W X``, ``W E`` and ``W N`` here, ``W Y`` one voxel chunk
+    at a time after the voxel means are removed (``W 1`` lies in the span of ``W N`` when ``N``
+    holds an intercept, so the centring is still exact).
+
     With ``precision="mixed"`` the product is float32 (as fast as the hardware allows) and is
     added to the float64 accumulator. To keep float32 accurate, each run's voxel means are
     first subtracted (exact in float32: ``y`` and its mean are within a factor of two), so the
@@ -238,9 +260,10 @@ def accumulate_runs(
     ne : NormalEquations or sequence of NormalEquations
         Updated in place. A sequence gives each run its own accumulator (one per run, e.g. the
         two halves of a split-half analysis); runs that share an accumulator share a product.
-    runs : sequence of (X_shared, Y, nuisance) or (X_shared, Y, nuisance, factor)
+    runs : sequence of (X_shared, Y, nuisance[, factor[, rho]])
         As in :func:`accumulate_run`: ``(T_r, P)``, ``(T_r, V)`` float32, ``(T_r, K_r)``;
-        ``factor`` is None or ``(E, W)`` of shapes ``(T_r, n_r)`` and ``(n_r, F)``.
+        ``factor`` is None or ``(E, W)`` of shapes ``(T_r, n_r)`` and ``(n_r, F)``; ``rho``
+        the run's AR(1) coefficient (0: white noise).
     voxel_chunk : int, optional
         Voxels per step (see :func:`plan_stream`); all voxels at once when omitted.
     """
@@ -303,8 +326,17 @@ def _accumulate_stacked(ne: NormalEquations, prepared: Sequence[_PreparedRun], g
             if cdt == DATA_DTYPE:
                 # centre: y - mean(y) is exact in float32, the mean lies in the nuisance span
                 mu = src.mean(dim=0)
-                torch.sub(src, mu, out=blk)
+                if p.rho:
+                    tmp = _buffer(ne, "whiten", (T, stop - start), cdt)
+                    torch.sub(src, mu, out=tmp)
+                    whiten_rows_into(tmp, p.rho, blk)
+                else:
+                    torch.sub(src, mu, out=blk)
                 shifts.append(mu)
+            elif p.rho:
+                tmp = _buffer(ne, "whiten", (T, stop - start), cdt)
+                tmp.copy_(src)
+                whiten_rows_into(tmp, p.rho, blk)
             else:
                 blk.copy_(src)
             if Qc.shape[1]:
@@ -351,7 +383,8 @@ def _accumulate_fused(ne: NormalEquations, prepared: Sequence[_PreparedRun], gro
 
     Only the voxel means are removed from the data (exact in float32); the nuisance projection
     is applied to the small side instead, as ``X̃ᵀỸ = X̃ᵀY`` and
-    ``EᵀỸ = EᵀY − (EᵀQ)(QᵀY)``, ``‖ỹ‖² = ‖y‖² − ‖Qᵀy‖²``. Per run, one product
+    ``EᵀỸ = EᵀY − (EᵀQ)(QᵀY)``, ``‖ỹ‖² = ‖y‖² − ‖Qᵀy‖²`` (with a noise model, ``y`` is the
+    whitened centred chunk and ``X̃``, ``E``, ``Q`` come from the whitened design). Per run, one product
     ``[X̃_tail | Q]ᵀ Y`` and the event responses ``EᵀY`` block by block over the volumes each
     block of events touches (:func:`_event_blocks`: about half the arithmetic of a dense
     ``[E | X̃_tail | Q]ᵀ Y`` for a real run).
@@ -374,7 +407,9 @@ def _accumulate_fused(ne: NormalEquations, prepared: Sequence[_PreparedRun], gro
     for start in range(0, V, step):
         stop = min(V, start + step)
         c = stop - start
-        Yc = _buffer(ne, "centred", (max(int(p.Xt.shape[0]) for p in prepared), c), cdt)
+        longest = max(int(p.Xt.shape[0]) for p in prepared)
+        Yc = _buffer(ne, "centred", (longest, c), cdt)
+        Yw = _buffer(ne, "whiten", (longest, c), cdt) if any(p.rho for p in prepared) else None
         B = _buffer(ne, "events", (N, c), cdt)
         G = _buffer(ne, "side", (width, c), cdt)
         out = _buffer(ne, "product", (P, c), cdt)
@@ -389,6 +424,9 @@ def _accumulate_fused(ne: NormalEquations, prepared: Sequence[_PreparedRun], gro
                 y = Yc[:T]
                 src = p.Y[:, start:stop]
                 torch.sub(src, src.mean(dim=0), out=y)
+                if p.rho:
+                    whiten_rows_into(y, p.rho, Yw[:T])
+                    y = Yw[:T]
                 g = G[: A.shape[1]]
                 torch.mm(A.T, y, out=g)
                 gq = g[P - F :]
@@ -417,6 +455,7 @@ def stream_memory(
     held_rows: int = 0,
     accumulators: int = 1,
     reader_bytes: int = 0,
+    whitened_rows: int = 0,
 ) -> int:
     """Peak bytes of a streamed fit with :func:`accumulate_runs` (see :func:`plan_stream`).
 
@@ -442,6 +481,9 @@ def stream_memory(
         halves and CV folds: ``workflow.folds.stream_plan``).
     reader_bytes : int
         Held by the readers during the pass (their decompression buffers).
+    whitened_rows : int
+        Volumes of the longest run when the data are whitened (an AR(1) noise model: one more
+        buffer of a chunk of that run, in the product dtype).
 
     Returns
     -------
@@ -453,7 +495,7 @@ def stream_memory(
     a = max(1, int(accumulators))
     accumulate = (8 * a * (P * V + P * P + 2 * V) + 4 * (R + int(held_rows)) * V
                   + b * R * (P + 2 * c) + (4 * P * c if precision == "mixed" else 0)
-                  + int(reader_bytes))
+                  + int(reader_bytes) + b * int(whitened_rows) * c)
     return max(accumulate, 8 * (a + 1) * P * V + 4 * int(held_rows) * V)
 
 
@@ -467,6 +509,7 @@ def plan_stream(
     target_rows: int = 2048,
     accumulators: int = 1,
     reader_bytes: int = 0,
+    whitened_rows: int = 0,
 ) -> tuple[int, int]:
     """Batch height and voxel chunk of a streamed fit that fit in ``mem_bytes`` (``--mem``).
 
@@ -485,7 +528,7 @@ def plan_stream(
     held_rows : int
         Volumes read ahead (see :func:`stream_memory`).
     target_rows : int
-    accumulators, reader_bytes : int
+    accumulators, reader_bytes, whitened_rows : int
         See :func:`stream_memory`.
 
     Returns
@@ -507,11 +550,11 @@ def plan_stream(
 
     def fits(rows: int, chunk: int) -> bool:
         return stream_memory(P, V, rows, chunk, precision, held_rows, accumulators,
-                             reader_bytes) <= mem_bytes
+                             reader_bytes, whitened_rows) <= mem_bytes
 
     if not fits(T, 1):
         need = stream_memory(P, V, T, min(V, 1024), precision, held_rows, accumulators,
-                             reader_bytes) / 2**30
+                             reader_bytes, whitened_rows) / 2**30
         raise UsageError(
             f"--mem: {mem_bytes / 2**30:.2f} GiB is too small for the GLM of {P} regressors "
             f"x {V} voxels (needs about {need:.2f} GiB); raise --mem or use fewer voxels"

@@ -34,3 +34,8 @@ def positive_float(text: str) -> float:
 def nonneg_float(text: str) -> float:
     """A number >= 0."""
     return _number(text, float, lambda v: v >= 0, "a number >= 0")
+
+
+def probability(text: str) -> float:
+    """A number in the open interval (0, 1)."""
+    return _number(text, float, lambda v: 0 < v < 1, "a number between 0 and 1 (exclusive)")

@@ -21,7 +21,8 @@ How argparse actions map to Boutiques inputs:
 * ``nargs`` ``+``/``*``/N -> list; ``append`` -> list whose separator repeats the flag;
 * ``type`` by its return annotation: ``int`` -> integer Number, ``float`` -> Number,
   :class:`pathlib.Path` -> File, ``str`` or a tuple (``SPACE=FILE``) -> String; a lower bound a
-  custom type enforces (positive integers, positive numbers) becomes ``minimum``;
+  custom type enforces (positive integers, positive numbers) becomes ``minimum``, an upper
+  bound (probabilities, < 1) ``maximum``;
 * ``choices`` -> ``value-choices``; a default -> ``default-value``, unless it depends on the
   machine (``--nprocs`` defaults to the number of cores) or means "not given" (None, [], False, 0);
 * argument groups -> Boutiques groups; mutually exclusive groups -> mutually-exclusive groups.
@@ -190,6 +191,16 @@ def lower_bound(conv: Callable, integer: bool) -> tuple[float, bool] | None:
     return (0, True) if _accepts(conv, "1e-9") else None
 
 
+def upper_bound(conv: Callable, integer: bool) -> tuple[float, bool] | None:
+    """``(maximum, exclusive)`` that a numeric argparse type enforces: none or ``< 1``
+    (probabilities), found by probing it."""
+    if integer or _accepts(conv, "1.5"):
+        return None
+    if _accepts(conv, "1"):
+        return 1, False
+    return (1, True) if _accepts(conv, "0.999999") else None
+
+
 def list_bounds(action: argparse.Action) -> tuple[bool, int | None, int | None]:
     """``(is_list, min_entries, max_entries)`` of an action."""
     if isinstance(action, argparse._AppendAction):
@@ -281,6 +292,11 @@ def describe_action(action: argparse.Action, prog: str, defaults: dict[str, obje
             inp["minimum"] = bound[0]
             if bound[1]:
                 inp["exclusive-minimum"] = True
+        top = upper_bound(action.type, integer) if action.type is not None else None
+        if top is not None:
+            inp["maximum"] = top[0]
+            if top[1]:
+                inp["exclusive-maximum"] = True
     is_list, lo, hi = list_bounds(action)
     if is_list:
         inp["list"] = True
@@ -300,7 +316,8 @@ def describe_action(action: argparse.Action, prog: str, defaults: dict[str, obje
 
 _KEY_ORDER = ("id", "name", "type", "description", "value-key", "command-line-flag", "optional",
               "list", "list-separator", "min-list-entries", "max-list-entries", "integer",
-              "minimum", "exclusive-minimum", "value-choices", "default-value")
+              "minimum", "exclusive-minimum", "maximum", "exclusive-maximum", "value-choices",
+              "default-value")
 
 
 def _ordered(inp: dict) -> dict:

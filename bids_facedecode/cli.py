@@ -16,6 +16,7 @@ from pathlib import Path
 from . import __version__
 from .argtypes import positive_float as _positive_float
 from .argtypes import positive_int as _positive_int
+from .argtypes import probability as _probability
 from .config import DEFAULT_TASK, EventSpec, Settings
 from .errors import EXIT_CODES, EXIT_FAILURE, EXIT_USAGE, FaceDecodeError, UsageError
 
@@ -113,9 +114,21 @@ def build_parser() -> argparse.ArgumentParser:
                           "by 1/residual variance), ridge (penalty chosen by cross-validation across "
                           "sessions on training trials); the first names the saved decoder "
                           "(default: ols)")
-    ana.add_argument("--voxel-selection", choices=["ftest", "noiseceiling"], default="ftest",
-                     help="rank voxels by the F-test of the latent block or by the split-half noise "
-                          "ceiling of the test images (default: %(default)s)")
+    ana.add_argument("--voxel-selection", choices=["ftest", "noiseceiling", "paper"], default="ftest",
+                     help="ftest: the --n-voxels voxels of highest latent-block F; noiseceiling: the "
+                          "--n-voxels of highest split-half noise ceiling of the test images; paper: "
+                          "every voxel significant both for face > fixation (one-sided t) and for the "
+                          "latent block (F), however many (default: %(default)s)")
+    ana.add_argument("--selection-p-face", type=_probability, default=0.05, metavar="P",
+                     help="--voxel-selection paper: threshold on the p-value of face > fixation "
+                          "(default: %(default)s)")
+    ana.add_argument("--selection-p-latent", type=_probability, default=0.05, metavar="P",
+                     help="--voxel-selection paper: threshold on the p-value of the latent-block F "
+                          "(default: %(default)s)")
+    ana.add_argument("--selection-correction", choices=["uncorrected", "fdr"], default="uncorrected",
+                     help="--voxel-selection paper: the thresholds apply to uncorrected p-values, or "
+                          "are false discovery rates (Benjamini-Hochberg over the analysed voxels, "
+                          "each map on its own) (default: %(default)s)")
     ana.add_argument("--roi-atlas", type=Path, metavar="NIFTI",
                      help="label atlas (e.g. a _dseg.nii.gz): decode within each region too")
     ana.add_argument("--roi-labels", type=Path, metavar="TSV",
@@ -155,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "without refitting")
 
     engine = p.add_argument_group("GLM engine")
+    engine.add_argument("--noise-model", choices=["ar1", "ols"], default="ar1",
+                        help="temporal noise model of the GLM: ar1 (each run prewhitened with its "
+                             "AR(1) coefficient, pooled over voxels; calibrated t, F and p-values) or "
+                             "ols (white noise: t and F too large on autocorrelated fMRI noise) "
+                             "(default: %(default)s)")
     engine.add_argument("--glm-precision", choices=["mixed", "double"], default="mixed",
                         help="arithmetic of the big X'Y product: float32 summed in float64 "
                              "(mixed, ~1e-7 relative, 2x faster on CPUs) or float64 throughout "
@@ -251,7 +269,9 @@ def settings_from_args(args: argparse.Namespace, argv: list[str]) -> Settings:
         decoder_from=tuple(p.resolve() for p in args.decoder_from),
         n_permutations=args.n_permutations,
         reports_only=args.reports_only,
-        glm_precision=args.glm_precision,
+        glm_precision=args.glm_precision, noise_model=args.noise_model,
+        selection_p_face=args.selection_p_face, selection_p_latent=args.selection_p_latent,
+        selection_correction=args.selection_correction,
     )
 
 

@@ -29,7 +29,8 @@ RESULT_FIELDS = (
     "session_label", "task", "latents", "latent_models", "stimuli_dir", "seed", "n_voxels",
     "high_pass", "events", "derivatives", "space", "confounds", "decoders", "voxel_selection",
     "roi_atlas", "roi_labels", "imagery_labels", "decoder_from", "n_permutations",
-    "glm_precision", "bids_filter_file",
+    "glm_precision", "bids_filter_file", "noise_model", "selection_p_face", "selection_p_latent",
+    "selection_correction",
 )
 
 
@@ -74,6 +75,11 @@ class Settings:
     n_permutations: int = 1000
     reports_only: bool = False
     glm_precision: str = "mixed"  # float32 products into float64 sums, or "double" throughout
+    noise_model: str = "ar1"      # AR(1) prewhitening per run, or "ols" (white noise)
+    # --voxel-selection paper: one-sided p of face > fixation and p of the latent-block F
+    selection_p_face: float = 0.05
+    selection_p_latent: float = 0.05
+    selection_correction: str = "uncorrected"  # or "fdr" (Benjamini-Hochberg, per map)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (paths as strings)."""

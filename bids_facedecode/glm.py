@@ -68,6 +68,10 @@ class NormalEquations:
     workspace : dict
         Buffers reused from one :func:`accumulate_runs` call to the next (fresh large
         allocations cost page faults on every batch); ``workspace.clear()`` frees them.
+    noise : dict
+        The noise model the runs were accumulated with, set by the participant level's pass:
+        ``{"model": "ar1" | "ols", "ar1": {run label: AR(1) coefficient}}`` (empty otherwise;
+        not carried by :func:`subset` and the fold arithmetic).
     """
 
     xtx: torch.Tensor
@@ -79,6 +83,7 @@ class NormalEquations:
     x_ss: torch.Tensor
     precision: str = "double"
     workspace: dict = field(default_factory=dict, repr=False, compare=False)
+    noise: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def device(self) -> torch.device:

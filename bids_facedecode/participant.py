@@ -77,6 +77,10 @@ def analyse_participant(settings: Settings, layout, subject: str, spaces: list[L
     LOG.info("sub-%s: %d runs, %d volumes, %d training trials (%d unique images), %d test images, "
              "%d imagery trials", subject, len(inputs.runs), inputs.n_scans, len(inputs.train_trial_ids),
              len(inputs.train_ids), len(inputs.test_ids), inputs.n_imagery_trials)
+    if not inputs.confounds:
+        LOG.warning("sub-%s: raw BOLD without confounds: the GLM has no motion (or other "
+                    "confound) regressors; preprocess with fMRIPrep and pass --derivatives to "
+                    "include them", subject)
     cache = settings.work_dir / "cache" / f"sub-{subject}" if settings.work_dir else None
     if saved is None:
         saved = load_saved_decoders(settings)

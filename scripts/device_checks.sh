@@ -10,7 +10,8 @@
 #                carried with the run) and this checkout, without touching torch or numpy
 #   tests        the CUDA-parametrised tests (pytest -m cuda)
 #   glm          benchmarks/bench_glm.py, GLM section on CUDA (T=10k/20k, V=50k/100k)
-#   participant  benchmarks/bench_glm.py, whole participant level on CUDA (98 runs, V=100k)
+#   participant  benchmarks/bench_glm.py, whole participant level on CUDA (98 runs, V=100k),
+#                the default AR(1) noise model and --noise-model ols side by side (cold, warm)
 #   vaegan       train the small VAE-GAN with $VAEGAN_FLAGS (default: the shipped settings,
 #                adversarial stage and decoder refinement, both on the device) on
 #                the simulator's corpus and compare it with the shipped PCA
@@ -59,7 +60,7 @@ EOF
 step_tests() {
     "$PY" -m pytest -q -p no:cacheprovider -m cuda tests/test_glm.py tests/test_decode.py \
         tests/test_device.py tests/test_latents_vaegan.py tests/test_latents_refine.py \
-        tests/test_analyses_folds.py tests/test_streaming.py
+        tests/test_analyses_folds.py tests/test_streaming.py tests/test_noise.py
 }
 
 step_glm() {

@@ -310,3 +310,35 @@ def test_saved_decoder_carries_its_gender_axis(analyses_run, tmp_path):
     np.savez(bad, **{**arrays, "gender_axis": np.ones(3)})
     with pytest.raises(DataError, match=r"bad.npz: gender axis of 3 dimensions for a decoder of D=16"):
         load_decoder(bad)
+
+
+def test_paper_selection_keeps_the_voxels_passing_both_thresholds(app_dataset, small_pca, tmp_path):
+    """--voxel-selection paper through the app: the mask is exactly the voxels whose written face t
+    and latent F maps pass both cuts (computed here from scipy and the sidecars' degrees of
+    freedom), and outputs, sidecars and methods text say what ran."""
+    from scipy import stats
+
+    out = tmp_path / "paper"
+    assert main(app_args(app_dataset, out, small_pca, "participant", "--participant-label", "01",
+                         "--voxel-selection", "paper", "--selection-p-face", "0.01",
+                         "--selection-p-latent", "0.05", "--n-permutations", "50")) == 0
+    func = out / "sub-01" / "func"
+    brain = np.asarray(nib.load(func / "sub-01_task-faces_desc-brain_mask.nii.gz").dataobj) > 0
+    tpath = func / "sub-01_task-faces_desc-facevsfixation_stat-t_statmap.nii.gz"
+    fpath = func / "sub-01_task-faces_desc-pca_stat-F_statmap.nii.gz"
+    t = np.asarray(nib.load(tpath).dataobj, dtype=np.float64)[brain]
+    f = np.asarray(nib.load(fpath).dataobj, dtype=np.float64)[brain]
+    dof = json.loads(tpath.with_name(tpath.name.replace(".nii.gz", ".json")).read_text())
+    q, dof_f = json.loads(fpath.with_name(fpath.name.replace(".nii.gz", ".json")).read_text())[
+        "DegreesOfFreedom"]
+    assert dof["NoiseModel"] == "ar1" and dof_f == dof["DegreesOfFreedom"]
+    by_hand = (t >= stats.t.isf(0.01, dof_f)) & (f >= stats.f.isf(0.05, q, dof_f))
+    sel = np.asarray(nib.load(func / "sub-01_task-faces_desc-pcaselected_mask.nii.gz").dataobj)[brain] > 0
+    assert 0 < by_hand.sum() < brain.sum() and (sel == by_hand).all()
+    doc = _metrics(out)
+    assert doc["voxel_selection"] == "paper" and doc["noise_model"] == "ar1"
+    assert doc["selection_detail"]["n_selected"] == doc["n_voxels"] == int(by_hand.sum())
+    assert doc["selection_detail"]["face_alpha"] == 0.01 and doc["selection_detail"]["correction"] == "uncorrected"
+    html = (out / "sub-01.html").read_text()
+    assert "significant both for face vs fixation" in html and "AR(1)" in html
+    assert "--derivatives" in html  # raw BOLD: no confounds, and the way to add them

@@ -57,9 +57,14 @@ def _probe_type(action: argparse.Action) -> tuple[str, bool | None]:
         return "Flag", None
     if action.type is None:
         return "String", None
-    try:
-        value = action.type("7")
-    except (argparse.ArgumentTypeError, ValueError, TypeError):
+    value = None
+    for sample in ("7", "0.5"):  # a count, a size, ... or a probability
+        try:
+            value = action.type(sample)
+            break
+        except (argparse.ArgumentTypeError, ValueError, TypeError):
+            continue
+    if value is None:
         return "String", None
     if isinstance(value, bool):
         return "String", None
@@ -177,6 +182,13 @@ def test_number_bounds_are_the_parser_bounds(desc) -> None:
         else:
             assert _accepts(conv, str(m)), inp["id"]
             assert not _accepts(conv, str(m - (1 if inp["integer"] else 1e-6))), inp["id"]
+        if "maximum" in inp:
+            top = inp["maximum"]
+            assert not _accepts(conv, str(top + 1e-6)), inp["id"]
+            assert _accepts(conv, str(top - 1e-6)), inp["id"]
+            assert _accepts(conv, str(top)) is not inp.get("exclusive-maximum", False), inp["id"]
+        else:
+            assert _accepts(conv, "1000000000"), inp["id"]
 
 
 def test_defaults_are_the_parser_defaults(desc) -> None:

@@ -211,15 +211,21 @@ def _same(a, b, rtol):
 
 def _one_shot(case):
     """Every run accumulated on its own, all voxels at once, float64 (the reference path)."""
+    from bids_facedecode import noise
     from bids_facedecode.bidsio.bold import load_masked_run
-    from bids_facedecode.workflow.streaming import _design
+    from bids_facedecode.workflow.streaming import _design, run_ar1
 
     settings, inputs, latents, mask, _ = case
     ne = None
+    sample = noise.sample_voxels(int(mask.sum()))
+    rhos = {}
     for k, run in enumerate(inputs.runs):
         d = _design(inputs, latents, settings, k)
         ne = ne or glm.new_normal_equations(d.shared_names, int(mask.sum()), precision="double")
-        glm.accumulate_run(ne, d.shared, load_masked_run(run.bold, mask), d.nuisance)
+        Y = load_masked_run(run.bold, mask)
+        rhos[run.label] = run_ar1(d, Y, sample) if settings.noise_model == "ar1" else 0.0
+        glm.accumulate_run(ne, d.shared, Y, d.nuisance, rho=rhos[run.label])
+    ne.noise = {"model": settings.noise_model, "ar1": rhos}
     return ne
 
 
@@ -229,6 +235,10 @@ def test_stream_is_independent_of_nprocs_mem_and_cache(stream_case, tmp_path):
     T = max(r.n_scans for r in stream_case[1].runs)
     base = _fit(stream_case, nprocs=1)
     _same(base, ref, 1e-12)
+    assert base.noise["model"] == ref.noise["model"] == "ar1"  # the default
+    assert base.noise["ar1"] == pytest.approx(ref.noise["ar1"], abs=1e-12)
+    # the simulator's AR(1) noise (0.4) plus unmodelled motion (no confounds on the raw path)
+    assert all(0.3 < r < 0.95 for r in base.noise["ar1"].values())
     _same(_fit(stream_case, nprocs=2), base, 1e-12)
     # a budget that allows one run per batch and ~V/5 voxels per chunk
     from bids_facedecode.workflow.streaming import reader_memory

@@ -74,24 +74,27 @@ def write_participant_outputs(result, settings, root: Path | None = None) -> lis
     # training trials at all: those maps are NaN, and their sidecars say why
     no_faces = " Not estimated (NaN): these data have no training trials." \
         if np.isnan(first.face_t).all() else ""
+    noise = noise_sidecar(getattr(first, "noise", {}) or {})
     nii(first.face_t, {"desc": "facevsfixation", "stat": "t"}, "statmap",
         {"Description": "t map of the face regressor (all training faces vs. the fixation "
-                        "baseline)." + no_faces, "DegreesOfFreedom": first.dof})
+                        f"baseline), {noise['NoiseModelDescription']}." + no_faces,
+         "DegreesOfFreedom": first.dof, **noise})
     for name, res in result.spaces.items():
         D = res.W.shape[0] - 1
         no_block = (" Not estimated (NaN): the model of these data has no latent block (too few "
                     "training trials, or none; decoded with a saved decoder)."
                     if np.isnan(res.f_map).all() else "")
         nii(res.f_map, {"desc": name, "stat": "F"}, "statmap",
-            {"Description": f"F test of the {D} latent regressors of the {name} space." + no_block,
-             "DegreesOfFreedom": [D, res.dof]})
+            {"Description": f"F test of the {D} latent regressors of the {name} space, "
+                            f"{noise['NoiseModelDescription']}." + no_block,
+             "DegreesOfFreedom": [D, res.dof], **noise})
         sel = np.zeros(res.f_map.size, np.uint8)
         sel[res.selected] = 1
-        reused = getattr(res, "decoder_from", None)
+        info = getattr(res, "selection_info", {}) or {}
         nii(sel, {"desc": f"{name}selected"}, "mask",
-            {"Description": (f"The {res.selected.size} voxels of the saved decoder {Path(reused).name} "
-                             f"({name})" if reused else
-                             f"The {res.selected.size} voxels with the largest latent F ({name})")})
+            {"Description": selection_description(res.selected.size, info, name,
+                                                  getattr(res, "decoder_from", None)),
+             "VoxelSelection": info})
         if res.gender_axis is not None:
             gmap = np.zeros(res.f_map.size, np.float32)
             gmap[res.selected] = res.gender_axis @ res.W[:D]
@@ -131,6 +134,8 @@ def write_participant_outputs(result, settings, root: Path | None = None) -> lis
             "metrics": res.metrics,
             "decoder": getattr(res, "decoder", "ols"), "decoders": list(settings.decoders),
             "voxel_selection": getattr(res, "selection", "ftest"),
+            "selection_detail": getattr(res, "selection_info", {}) or {},
+            "noise_model": (getattr(res, "noise", {}) or {}).get("model"),
             "decoder_from": getattr(res, "decoder_from", None),
             "settings": settings.result_settings(name),
         }
@@ -144,6 +149,42 @@ def write_participant_outputs(result, settings, root: Path | None = None) -> lis
     # last: the report is built from the files above (and is not a result the group level reads)
     written += _write_report(result, settings, out)
     return written
+
+
+def noise_sidecar(noise: dict) -> dict:
+    """Sidecar fields naming the GLM's noise model (``NormalEquations.noise``)."""
+    rho = noise.get("ar1") or {}
+    if noise.get("model") == "ar1":
+        vals = list(rho.values())
+        text = ("AR(1) noise model: each run prewhitened with its own AR(1) coefficient, pooled "
+                f"over voxels ({min(vals):.2f} to {max(vals):.2f})" if vals else "AR(1) noise model")
+        return {"NoiseModel": "ar1", "NoiseModelDescription": text, "AR1CoefficientPerRun": rho}
+    if noise.get("model") == "ols":
+        return {"NoiseModel": "ols", "NoiseModelDescription": "white-noise (OLS) model: on "
+                "autocorrelated fMRI noise its t, F and p-values are not calibrated"}
+    return {"NoiseModel": "n/a", "NoiseModelDescription": "noise model not recorded"}
+
+
+def selection_description(n: int, info: dict, space: str, reused: str | None) -> str:
+    """What the selected-voxel mask holds, from the selection that ran."""
+    if reused:
+        return f"The {n} voxels of the saved decoder {Path(reused).name} ({space})"
+    method = info.get("method", "ftest")
+    if method == "paper":
+        corr = "FDR" if info.get("correction") == "fdr" else "p"
+        return (f"The {n} voxels significant both for face > fixation (one-sided t, "
+                f"{corr} <= {info.get('face_alpha')}{' uncorrected' if corr == 'p' else ''}: "
+                f"t >= {_num(info.get('face_t_threshold'))}, {info.get('n_face')} voxels) and for "
+                f"the latent block (F test, {corr} <= {info.get('latent_alpha')}"
+                f"{' uncorrected' if corr == 'p' else ''}: F >= "
+                f"{_num(info.get('latent_f_threshold'))}, {info.get('n_latent')} voxels) ({space})")
+    if method == "noiseceiling":
+        return f"The {n} voxels with the largest split-half noise ceiling ({space})"
+    return f"The {n} voxels with the largest latent F ({space})"
+
+
+def _num(x) -> str:
+    return "n/a (none passes)" if x is None else f"{float(x):.3f}"
 
 
 def _write_analyses(p, ents, name, res, nii) -> list[Path]:

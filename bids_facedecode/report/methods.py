@@ -36,6 +36,60 @@ def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def _noise_sentence(cfg: dict) -> str:
+    if cfg.get("noise_model", "ar1") == "ols":
+        return ("Noise was modelled as white (ordinary least squares): on autocorrelated fMRI noise "
+                "the t, F and p-values of this model are too large. ")
+    return ("Serial correlation was modelled as an AR(1) process per run: each run's coefficient "
+            "was estimated from the residuals of a voxel sample on the run's nuisance and "
+            "non-latent regressors, pooled over voxels and corrected for the bias of the residual "
+            "projection, and the run's design, data and nuisance were prewhitened with it before "
+            "the nuisance was projected out; statistics have the whitened model's degrees of "
+            "freedom. ")
+
+
+def _confounds_sentence(cfg: dict) -> str:
+    if cfg.get("derivatives"):
+        conf = cfg.get("confounds") or []
+        return (f"fMRIPrep confounds ({', '.join(conf) if conf else 'the default strategy'}) were "
+                "nuisance regressors.")
+    return ("No motion or other confound regressors were included: the input was raw BOLD without "
+            "confounds (preprocess with fMRIPrep and pass --derivatives to include them).")
+
+
+def _selection_sentence(docs: list[dict], cfg: dict) -> str:
+    sel = docs[0].get("selection_detail", {}) if docs else {}
+    method = (docs[0].get("voxel_selection") if docs else None) or cfg.get("voxel_selection", "ftest")
+    if docs and docs[0].get("decoder_from"):
+        return "the voxels of the saved decoder were used"
+    if method == "paper":
+        corr = "false discovery rate (Benjamini-Hochberg)" if sel.get("correction") == "fdr" \
+            else "uncorrected p"
+        return ("every voxel significant both for face vs fixation (one-sided t test, "
+                f"{corr} <= {sel.get('face_alpha', cfg.get('selection_p_face'))}) and for the latent "
+                f"block (F test, {corr} <= {sel.get('latent_alpha', cfg.get('selection_p_latent'))}) "
+                "was selected, as in VanRullen & Reddy (2019)")
+    if method == "noiseceiling":
+        return (f"the {cfg.get('n_voxels', 'n/a')} voxels with the largest split-half noise ceiling "
+                "of the test-image responses were selected")
+    return (f"the {cfg.get('n_voxels', 'n/a')} voxels with the largest F statistic of the latent "
+            "block were selected")
+
+
+def _decoder_sentence(docs: list[dict]) -> str:
+    decoder = docs[0].get("decoder", "ols") if docs else "ols"
+    if decoder == "wls":
+        return ("the latent vector of each test pattern b was decoded by weighted least squares, "
+                "each voxel weighted by the inverse of its residual variance.")
+    if decoder == "ridge":
+        return ("the latent vector of each test pattern b was decoded as ẑ = b Wᵀ(WWᵀ + λI)⁻¹ "
+                "(ridge, λ chosen by cross-validation over sessions, or odd and even runs, of the "
+                "training trials), where W "
+                "holds the selected voxels' latent and face weights.")
+    return ("the latent vector of each test pattern b was decoded as ẑ = b Wᵀ(WWᵀ)⁻¹, where W "
+            "holds the selected voxels' latent and face weights.")
+
+
 def methods_text(rec: ParticipantRecord) -> tuple[list[str], list[str]]:
     """Paragraphs describing what was done to this participant's data, and the references.
 
@@ -76,7 +130,8 @@ def methods_text(rec: ParticipantRecord) -> tuple[list[str], list[str]]:
            + (f", and {_join(nuis)} trials as nuisance" if nuis else "") + ". "
            "The normal equations were accumulated run by run (each run's drift and intercept "
            f"projected out) and solved in PyTorch {libs.get('torch', '')} (Paszke et al., 2019)"
-           + (f" on {cfg['device_used']}" if cfg.get("device_used") else "") + ".")
+           + (f" on {cfg['device_used']}" if cfg.get("device_used") else "") + ". "
+           + _noise_sentence(cfg) + _confounds_sentence(cfg))
     p.append(glm)
     parts = []
     for s in spaces:
@@ -86,11 +141,11 @@ def methods_text(rec: ParticipantRecord) -> tuple[list[str], list[str]]:
             f"the table {cfg['latents'][s]}" if s in cfg.get("latents", {}) else "the model shipped with the package")
         parts.append(f"{s} ({what}, D = {doc.get('latent_dim')} dimensions, from {model}; "
                      f"{doc.get('n_voxels')} voxels selected)")
-    dec = ("Decoding: for each latent space, the voxels with the largest F statistic of the latent "
-           "block were selected and the latent vector of each test pattern b was decoded as "
-           "ẑ = b Wᵀ(WWᵀ)⁻¹, where W holds the selected voxels' latent and face weights; the face "
-           "coefficient was dropped, the training mean added back, and the image reconstructed with "
-           f"the model's decoder. Latent spaces: {_join(parts) if parts else 'n/a'}.")
+    docs = [rec.metrics[s] for s in spaces]
+    dec = ("Decoding: for each latent space, " + _selection_sentence(docs, cfg) + "; "
+           + _decoder_sentence(docs) + " The face coefficient was dropped, the training mean "
+           "added back, and the image reconstructed with the model's decoder. Latent spaces: "
+           f"{_join(parts) if parts else 'n/a'}.")
     p.append(dec)
     metrics = {m for d in rec.metrics.values() for m in d.get("metrics", {})}
     n_perm = cfg.get("n_permutations", "n/a")

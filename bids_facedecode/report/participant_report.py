@@ -108,24 +108,28 @@ def _maps(rec: ParticipantRecord, figs: SafeFigures) -> tuple[list[dict], str]:
             from scipy import stats
 
             dof = mf.sidecar.get("DegreesOfFreedom")
-            thr = float(stats.t.isf(0.001, dof)) if dof else 3.1
+            thr = float(stats.t.isf(0.0005, dof)) if dof else 3.3
             title, kind = "face vs fixation (t)", "stat"
+            noise = mf.sidecar.get("NoiseModelDescription", "noise model not recorded")
             caption = (f"t map of all training faces against the fixation baseline, |t| > {thr:.2f} "
-                       f"(p < 0.001 uncorrected, {dof} degrees of freedom).")
+                       f"(two-sided p < 0.001 uncorrected, {dof} degrees of freedom; {noise}).")
         elif mf.kind == "F":
             sel = next((m for m in rec.maps if m.kind == "selected" and m.space == mf.space), None)
             n_sel = int(np.asarray(nib.load(sel.path).dataobj).sum()) if sel else 0
             thr = float(np.min(data[np.asarray(nib.load(sel.path).dataobj) > 0])) if n_sel else None
             thr = thr if thr is not None and np.isfinite(thr) else None
             title, kind = f"{mf.space}: latent F", "stat"
+            noise = mf.sidecar.get("NoiseModelDescription", "noise model not recorded")
             caption = (f"F test of the {mf.space} latent block ({mf.sidecar.get('DegreesOfFreedom')} "
-                       f"degrees of freedom), drawn above F = {thr:.2f}, the smallest F among the "
-                       f"{n_sel} selected voxels." if thr is not None else
-                       f"F test of the {mf.space} latent block.")
+                       f"degrees of freedom; {noise}), drawn above F = {thr:.2f}, the smallest F "
+                       f"among the {n_sel} selected voxels." if thr is not None else
+                       f"F test of the {mf.space} latent block ({noise}).")
         elif mf.kind == "selected":
             thr, kind = None, "roi"
             title = f"{mf.space}: selected voxels"
-            caption = f"The {int(data.sum())} voxels used for decoding in the {mf.space} space."
+            caption = (str(mf.sidecar.get("Description", "")).rstrip(".") + ": used for decoding."
+                       if mf.sidecar.get("Description") else
+                       f"The {int(data.sum())} voxels used for decoding in the {mf.space} space.")
         else:
             thr, kind = None, "stat"
             title = f"{mf.space}: gender activation"

@@ -1,7 +1,9 @@
 """Per latent space: solve the GLM, select voxels, decode, reconstruct and evaluate.
 
-The paper's analysis (F-test voxel selection, the plain inverse ``b Wᵀ(WWᵀ)⁻¹``) is always
-run; on request the same evaluation is repeated for
+The voxels of one selection (``--voxel-selection``: the ``--n-voxels`` best by the latent F
+test, the default; by noise ceiling; or the paper's own, every voxel significant for face vs
+fixation and for the latent block, :mod:`bids_facedecode.selection`) are decoded with the plain
+inverse ``b Wᵀ(WWᵀ)⁻¹`` and, on request, the same evaluation is repeated for
 
 * other decoders (``wls``: voxels weighted by 1 / residual variance; ``ridge``: the inverse
   with the penalty of best cross-validated pairwise identification of held-out patterns of
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .. import decode, gender, glmstats, reliability, ridge
+from .. import decode, gender, glmstats, reliability, ridge, selection
 from ..bidsio.labels import stimulus_genders
 from ..config import Settings
 from ..errors import DataError, UsageError
@@ -45,7 +47,7 @@ from .spaces import JointLatents, LatentSpace
 LOG = logging.getLogger(__name__)
 FACE = "face"
 DECODERS = ("ols", "wls", "ridge")
-SELECTIONS = ("ftest", "noiseceiling")
+SELECTIONS = ("ftest", "noiseceiling", "paper")
 
 
 @dataclass
@@ -131,6 +133,8 @@ class SpaceResult:
     analyses: pd.DataFrame | None = None          # tidy: decoder, roi, selection, metric, ...
     ridge_cv: pd.DataFrame | None = None          # penalty grid, CV identification per roi
     decoder_from: str | None = None
+    selection_info: dict = field(default_factory=dict)  # method, thresholds, counts
+    noise: dict = field(default_factory=dict)            # the GLM's noise model (NormalEquations.noise)
 
 
 def _half_test_betas(halves, ne_all, columns: list[str],
@@ -158,6 +162,18 @@ def _half_test_betas(halves, ne_all, columns: list[str],
 def _n_selected(n_voxels: int, roi_mask: np.ndarray | None, V: int) -> int:
     """How many voxels a region decodes from: ``--n-voxels``, or all of the region when fewer."""
     return min(n_voxels, V if roi_mask is None else int(roi_mask.sum()))
+
+
+def _selector(settings: Settings, score: np.ndarray, paper: selection.PaperSelection | None):
+    """The voxels a region (bool mask, or None for all) decodes from: every voxel of the paper's
+    selection in it, or its ``--n-voxels`` best by ``score``."""
+    def select(roi_mask: np.ndarray | None) -> np.ndarray:
+        if paper is not None:
+            keep = paper.both if roi_mask is None else paper.both & roi_mask
+            return np.flatnonzero(keep).astype(np.int64)
+        return decode.select_voxels(score, _n_selected(settings.n_voxels, roi_mask, score.size),
+                                    roi_mask)
+    return select
 
 
 def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents: JointLatents,
@@ -209,6 +225,20 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
         if nc is None:
             raise DataError(f"sub-{inputs.subject}: --voxel-selection noiseceiling needs 2 halves of runs")
         score = np.nan_to_num(nc, nan=-np.inf)
+    paper = None
+    if settings.voxel_selection == "paper" and saved is None:
+        if np.isnan(f_map).all() or np.isnan(face_t).all():
+            raise DataError(f"sub-{inputs.subject}: --voxel-selection paper needs the face t and the "
+                            "latent F maps (training trials)")
+        paper = selection.paper_selection(
+            face_t, f_map, D, fit.dof, settings.selection_p_face, settings.selection_p_latent,
+            settings.selection_correction)
+        info = paper.describe()
+        LOG.info("sub-%s %s: paper selection: %d voxels (face t >= %s: %d, latent F >= %s: %d; %s)",
+                 inputs.subject, space.name, info["n_selected"], info["face_t_threshold"],
+                 info["n_face"], info["latent_f_threshold"], info["n_latent"],
+                 settings.selection_correction)
+    select = _selector(settings, score, paper)
 
     z_mean = latents.means[space.name]
     test_true = latents.test[space.name]
@@ -259,14 +289,19 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
             sel = voxel_index(saved, analyses_mask(ne_all, saved))
             W, zm, decoders = saved.W, saved.z_mean, [saved.decoder]
         else:
-            n_sel = _n_selected(settings.n_voxels, roi_mask, V)
-            if roi_mask is None and settings.n_voxels > V:
+            if paper is None and roi_mask is None and settings.n_voxels > V:
                 LOG.warning("--n-voxels %d exceeds the %d brain voxels; using all", settings.n_voxels, V)
+            sel = select(roi_mask)
+            n_sel = int(sel.size)
+            if paper is not None and roi_mask is None and n_sel < max(D + 1, 2):
+                raise DataError(
+                    f"sub-{inputs.subject} {space.name}: --voxel-selection paper keeps {n_sel} voxels "
+                    f"(the decoder needs at least {max(D + 1, 2)}); relax --selection-p-face / "
+                    "--selection-p-latent or use --voxel-selection ftest")
             if n_sel < D + 1 and "ridge" not in settings.decoders:
                 LOG.warning("sub-%s %s: region %s has %d voxels, fewer than D+1=%d; skipped",
                             inputs.subject, space.name, roi, n_sel, D + 1)
                 continue
-            sel = decode.select_voxels(score, n_sel, roi_mask)
             W, zm, decoders = None, z_mean, list(settings.decoders)
         B_sel = fit.betas(sel).cpu().numpy()  # (P, n_sel): only the voxels decoded
         if W is None:
@@ -287,7 +322,7 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
                             if fold_betas is None:
                                 fold_betas = fold_maps(
                                     analyses.cv, ne_all, columns, D,
-                                    [(m, _n_selected(settings.n_voxels, m, V)) for _, m in regions])
+                                    [(m, int(select(m).size)) for _, m in regions])
                             lam, scores, n_probes = choose_region_ridge(
                                 fold_betas, [r for r, _ in regions].index(roi),
                                 latents.train_raw[space.name], z_mean)
@@ -326,13 +361,23 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
         per_image["split_half_pattern_r"] = reliability.pattern_split_half(halves[0][:, sel],
                                                                            halves[1][:, sel])
     img_recon = space.model.decode(img_dec) if shown is not None and len(img_dec) else None
+    if saved is not None:
+        sel_info = {"method": "decoder-from", "n_selected": int(sel.size)}
+    elif paper is not None:
+        sel_info = paper.describe()
+    else:
+        sel_info = {"method": settings.voxel_selection, "n_requested": int(settings.n_voxels),
+                    "n_selected": int(sel.size)}
+        if settings.voxel_selection == "ftest" and sel.size:
+            sel_info["latent_f_threshold"] = float(np.nanmin(f_map[sel]))
     return SpaceResult(
         space.name, f_map, face_t, sel, W, np.asarray(zm), test_true, test_dec, img_dec, axis, midpoint,
         shown, recon, img_recon, metrics, per_image, fit.dof, decoder=dec0, ridge=lam0,
         noise_var=noise_var_all[sel], reliability=rel, noise_ceiling=nc,
         selection=settings.voxel_selection, analyses=pd.DataFrame(rows),
         ridge_cv=pd.DataFrame(cv_rows) if cv_rows else None,
-        decoder_from=str(saved.path) if saved is not None else None)
+        decoder_from=str(saved.path) if saved is not None else None,
+        selection_info=sel_info, noise=dict(getattr(ne_all, "noise", {}) or {}))
 
 
 def analyses_mask(ne_all, saved: SavedDecoder) -> np.ndarray:

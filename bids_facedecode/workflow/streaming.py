@@ -16,6 +16,12 @@ equations (the split halves of the reliability analysis, the ridge decoder's CV 
 in the same pass at no extra arithmetic: runs are streamed group by group, each into one
 accumulator, and the total is the sum of the groups
 (:func:`bids_facedecode.workflow.folds.stream_plan`).
+
+**Noise model** (``--noise-model``, :mod:`bids_facedecode.noise`). With ``ar1`` each run's AR(1)
+coefficient is estimated from that run's own data by the reader thread that reads it, beside the
+arithmetic of the runs before it (:func:`run_ar1`: residuals of a voxel sample on the run's nuisance and non-latent columns,
+pooled over voxels), and the run enters every accumulator (total, halves, CV folds) as its
+whitened model. The data are still read once; the estimate costs a small product per run.
 """
 
 from __future__ import annotations
@@ -33,11 +39,11 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from .. import glm
+from .. import glm, noise
 from ..bidsio.bold import load_masked_run_cached
 from ..bidsio.layout import RunInfo
 from ..config import Settings
-from ..design import build_run_design
+from ..design import RunDesign, build_run_design
 from ..errors import DataError
 from ..runtime import settle
 from .folds import FoldAccumulator, stream_plan
@@ -83,6 +89,33 @@ def _design(inputs: ParticipantInputs, latents: JointLatents, settings: Settings
     )
 
 
+def run_ar1(design: RunDesign, Y: np.ndarray, sample: np.ndarray) -> float:
+    """AR(1) coefficient of one run's noise, pooled over the voxels ``sample``.
+
+    Residuals are formed on the run's nuisance (drift, intercept, confounds) and its shared
+    columns other than the latent block (face, test and imagery images, nuisance trial types):
+    the latent block has more columns than a run has volumes. When even those leave fewer than
+    3 degrees of freedom, on the nuisance alone.
+
+    Parameters
+    ----------
+    design : RunDesign
+    Y : ndarray of shape (T, V), float32
+    sample : ndarray of int, shape (m,)
+        Voxel indices (:func:`bids_facedecode.noise.sample_voxels`).
+
+    Returns
+    -------
+    float
+    """
+    T = Y.shape[0]
+    cols = np.hstack([design.nuisance, design.shared[:, design.n_latents:]])
+    Q = glm.nuisance_basis(torch.from_numpy(cols))
+    if Q.shape[1] > T - 3:
+        Q = glm.nuisance_basis(torch.from_numpy(np.ascontiguousarray(design.nuisance)))
+    return noise.estimate_ar1(Y[:, sample], Q.numpy())
+
+
 @contextlib.contextmanager
 def quiet_cpu() -> Iterator[None]:
     """The conditions of the streamed pass: every core for torch's products and the readers.
@@ -120,7 +153,8 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
     latents : JointLatents
     mask : ndarray of bool, shape (X, Y, Z)
     settings : Settings
-        ``nprocs`` (reader threads), ``mem_gb`` (batch and chunk sizes), ``glm_precision``.
+        ``nprocs`` (reader threads), ``mem_gb`` (batch and chunk sizes), ``glm_precision``,
+        ``noise_model``.
     device : torch.device
     cache_dir : Path or None
         Masked-run cache (see :mod:`bids_facedecode.bidsio.bold`).
@@ -134,7 +168,7 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
     Returns
     -------
     NormalEquations
-        On ``device``.
+        On ``device``; ``noise`` records the noise model and each run's AR(1) coefficient.
     """
     n_vox = int(mask.sum())
     precision = precision or settings.glm_precision
@@ -146,14 +180,18 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
 
     first = _design(inputs, latents, settings, 0)
     plan = stream_plan(partitions, len(runs))
+    ar1 = settings.noise_model == "ar1"
+    sample = noise.sample_voxels(n_vox)
+    rhos: dict[str, float] = {}
     # sized before anything is read: a --mem too small stops here
     rows, chunk = glm.plan_stream(int(settings.mem_gb * 2**30), len(first.shared_names), n_vox,
                                   longest, precision, held_rows=ahead * longest,
                                   accumulators=plan.n_slots,
-                                  reader_bytes=reader_memory(workers, longest, mask))
-    LOG.info("sub-%s: GLM of %d regressors x %d voxels, %s precision, batches of <= %d volumes, "
-             "voxel chunks of %d", inputs.subject, len(first.shared_names), n_vox, precision,
-             rows, chunk)
+                                  reader_bytes=reader_memory(workers, longest, mask),
+                                  whitened_rows=longest if ar1 else 0)
+    LOG.info("sub-%s: GLM of %d regressors x %d voxels, %s noise model, %s precision, batches of "
+             "<= %d volumes, voxel chunks of %d", inputs.subject, len(first.shared_names), n_vox,
+             "AR(1)" if ar1 else "white (OLS)", precision, rows, chunk)
 
     # float32 run buffers, recycled: runs read ahead + one batch + the run in hand
     free: queue.SimpleQueue = queue.SimpleQueue()
@@ -161,20 +199,27 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
     for _ in range(min(len(runs), ahead + rows // shortest + 1)):
         free.put(None)  # allocated on first use
 
-    def load(run: RunInfo) -> tuple[np.ndarray, np.ndarray]:
+    def load(k: int) -> tuple[np.ndarray, np.ndarray, RunDesign, float]:
+        """Read run ``k``, build its design and estimate its AR(1) coefficient (reader thread:
+        beside the arithmetic of the runs before it)."""
+        run = runs[k]
         buf = free.get()
         if buf is None:
             buf = np.empty((longest, n_vox), np.float32)
         try:
-            return load_masked_run_cached(run.bold, mask, cache_dir, out=buf), buf
+            Y = load_masked_run_cached(run.bold, mask, cache_dir, out=buf)
+            if Y.shape[0] != run.n_scans:
+                raise DataError(f"{run.bold}: {Y.shape[0]} volumes, header says {run.n_scans}")
+            design = first if k == 0 else _design(inputs, latents, settings, k)
+            return Y, buf, design, (run_ar1(design, Y, sample) if ar1 else 0.0)
         except BaseException:
             free.put(buf)
             raise
 
     def flush() -> None:
-        glm.accumulate_runs([p[4] for p in pending], [p[:4] for p in pending], voxel_chunk=chunk)
+        glm.accumulate_runs([p[5] for p in pending], [p[:5] for p in pending], voxel_chunk=chunk)
         for p in pending:
-            free.put(p[5])
+            free.put(p[6])
         pending.clear()
 
     pending: list[tuple] = []
@@ -182,7 +227,7 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
     order = plan.order
     progress = _Progress(inputs.subject, runs, t0)
     with quiet_cpu(), ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = deque(pool.submit(load, runs[k]) for k in order[:ahead])
+        futures = deque(pool.submit(load, k) for k in order[:ahead])
         # the readers start while the accumulators are allocated (zeroing P x V float64 each)
         slots = [glm.new_normal_equations(first.shared_names, n_vox, device, precision=precision)
                  for _ in range(plan.n_slots)]
@@ -191,17 +236,15 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
         ne = slots[0]
         for i, k in enumerate(order):
             run = runs[k]
-            design = first if k == 0 else _design(inputs, latents, settings, k)
             tw = time.perf_counter()
-            Y, buf = futures.popleft().result()
+            Y, buf, design, rho = futures.popleft().result()
             wait += time.perf_counter() - tw
             if i + ahead < len(runs):
-                futures.append(pool.submit(load, runs[order[i + ahead]]))
-            if Y.shape[0] != run.n_scans:
-                raise DataError(f"{run.bold}: {Y.shape[0]} volumes, header says {run.n_scans}")
+                futures.append(pool.submit(load, order[i + ahead]))
             if pending and sum(p[1].shape[0] for p in pending) + Y.shape[0] > rows:
                 flush()
-            pending.append((design.shared, Y, design.nuisance, design.factor,
+            rhos[run.label] = rho
+            pending.append((design.shared, Y, design.nuisance, design.factor, rho,
                             slots[plan.home[k]], buf))
             del Y, buf
             if i in plan.copies:  # a group is complete: copy it where it is also needed
@@ -216,6 +259,12 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
     for a, b in plan.final:
         slots[b].add_(slots[a])
     ne = plan.hand_out(slots)
+    ne.noise = {"model": settings.noise_model,
+                "ar1": {r.label: rhos[r.label] for r in runs} if ar1 else {}}
+    if ar1:
+        vals = np.array(list(rhos.values()))
+        LOG.info("sub-%s: AR(1) coefficient per run %.3f to %.3f (mean %.3f), pooled over %d "
+                 "voxels", inputs.subject, vals.min(), vals.max(), vals.mean(), sample.size)
     LOG.info("sub-%s: %d runs accumulated in %.1f s (%.1f s waiting for data)", inputs.subject,
              len(runs), time.perf_counter() - t0, wait)
     return ne
