@@ -45,7 +45,8 @@ class LatentSpace:
     def latents_for(self, shas: list[str], index: StimulusIndex) -> np.ndarray:
         """Latents of the stimuli with these content hashes, shape (N, D)."""
         if self.table is not None:
-            return np.asarray(self.table.lookup([index.first_path[s] for s in shas], shas), np.float32)
+            return np.asarray(self.table.lookup([index.first_path[s] for s in shas], shas,
+                                                files=[index.path(s) for s in shas]), np.float32)
         return self.model.encode_paths([index.path(s) for s in shas])
 
 
