@@ -22,6 +22,7 @@ from bids_facedecode.errors import EXIT_DATA, EXIT_NO_INPUT, DataError, NoInputE
 from bids_facedecode.latents import tf_import, vaegan_authors
 from bids_facedecode.latents.import_cli import main as import_main
 from bids_facedecode.latents.registry import load_latent_model
+from bids_facedecode.latents.tf_checkpoint import CheckpointReader
 from bids_facedecode.latents.vaegan_authors import authors_preprocess
 from bids_facedecode.latents.vaegan_nets import ARCHS
 from bids_facedecode.simulate.faces import face_corpus
@@ -98,7 +99,7 @@ def test_import_matches_tensorflow(reduced, tf, tmp_path, fmt, rng):
     assert report.left_aside["discriminator"] == ["discriminator/layer1/W"]
     assert {"beta1_power", "beta2_power", "encoder/layer1/conv2d/W/Adam",
             "encoder/layer1/conv2d/W/Adam_1"} <= set(report.left_aside["optimiser"])
-    assert report.left_aside["other"] == []
+    assert report.left_aside["other"] == ["global_step"]
     cfg = json.loads((out / "config.json").read_text())
     files = cfg["source"]["files"]
     assert [f["name"] for f in files][0] == source.name and cfg["source"]["official"] is False
@@ -176,6 +177,46 @@ def test_full_size_graph(tf, tmp_path, rng):
     assert np.abs(model.decode(mu_tf) - g_tf).max() <= TOL
 
 
+@pytest.mark.parametrize("fmt", ["V1", "V2"])
+def test_pure_reader_matches_tensorflow(reduced, tf, fmt):
+    """Every variable (float32 weights, Adam slots, the int64 step) as TensorFlow reads it."""
+    path = reduced[1] if fmt == "V1" else reduced[2]
+    ours = CheckpointReader(path)
+    ref = tf.train.load_checkpoint(str(path))
+    shapes = ref.get_variable_to_shape_map()
+    assert ours.format == fmt and set(ours.shapes) == set(shapes)
+    for name, shape in shapes.items():
+        a, b = ours.get_tensor(name), np.asarray(ref.get_tensor(name))
+        assert a.shape == tuple(shape) and a.dtype == b.dtype, name
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    assert ours.get_tensor("global_step") > 0
+
+
+def test_import_needs_no_tensorflow(reduced, tmp_path, monkeypatch):
+    """With TensorFlow unimportable the import gives the same model."""
+    import sys
+
+    tf_import.import_checkpoint(reduced[1], tmp_path / "with")
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # import tensorflow -> ImportError
+    monkeypatch.setitem(sys.modules, "tensorflow.python.training", None)
+    tf_import.import_checkpoint(reduced[1], tmp_path / "without")
+    a, b = load_latent_model(tmp_path / "with"), load_latent_model(tmp_path / "without")
+    assert a.fingerprint() == b.fingerprint()
+
+
+def test_tensorflow_reads_what_the_pure_reader_does_not(reduced, tmp_path, monkeypatch):
+    """A table the pure reader refuses (e.g. compressed) is read with TensorFlow if present."""
+    tf_import.import_checkpoint(reduced[1], tmp_path / "pure")
+
+    def refuse(prefix):
+        raise tf_import.CheckpointFormatError("compressed table block (type 1)")
+
+    monkeypatch.setattr(tf_import, "CheckpointReader", refuse)
+    tf_import.import_checkpoint(reduced[1], tmp_path / "tf")
+    a, b = load_latent_model(tmp_path / "pure"), load_latent_model(tmp_path / "tf")
+    assert a.fingerprint() == b.fingerprint()
+
+
 # ------------------------------------------------------------------ error paths
 def _nothing_written(folder: Path, out: Path) -> None:
     assert not out.exists()
@@ -215,10 +256,14 @@ def test_shape_mismatch(reduced, tf, tmp_path):
     _nothing_written(tmp_path, tmp_path / "out")
 
 
-def test_not_a_checkpoint(tf, tmp_path, capsys):
-    junk = tmp_path / "vaegan_celeba.ckpt"
-    junk.write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:f97e\n")
+def test_not_a_checkpoint(tf, tmp_path, capsys, rng):
+    pointer = tmp_path / "vaegan_celeba.ckpt"
+    pointer.write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:f97e\n")
     out = tmp_path / "out"
+    with pytest.raises(DataError, match="Git LFS pointer"):
+        tf_import.import_checkpoint(pointer, out)
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(rng.bytes(5000))
     with pytest.raises(DataError, match="not a TensorFlow checkpoint"):
         tf_import.import_checkpoint(junk, out)
     assert import_main([str(junk), "--out", str(out)]) == EXIT_DATA

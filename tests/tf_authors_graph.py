@@ -141,7 +141,8 @@ def build(tf, n_pixels: int = 128, widths: dict | None = None, seed: int = 0,
                 k = tf1.get_variable("W", [3, 3, 3, 8], initializer=init)
                 d = tf1.reduce_mean(tf1.nn.conv2d(g, k, [1, 2, 2, 1], "SAME"))
             loss = tf1.reduce_mean(tf1.square(g - x)) + 1e-3 * d
-            train_op = tf1.train.AdamOptimizer(1e-4).minimize(loss)
+            step = tf1.train.get_or_create_global_step()  # an int64 counter
+            train_op = tf1.train.AdamOptimizer(1e-4).minimize(loss, global_step=step)
         sess = tf1.Session(graph=graph)
         sess.run(tf1.global_variables_initializer())
         if quiet_channels:

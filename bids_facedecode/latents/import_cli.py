@@ -24,8 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bids_facedecode-import-vaegan",
         description="Import the authors' VAE-GAN (github rufinv/VAE-GAN-CelebA, "
                     "vaegan_celeba.ckpt) from its TensorFlow 1 checkpoint into a model "
-                    "directory for --latent-model vaegan=DIR. Needs TensorFlow "
-                    "(pip install 'bids_facedecode[tf]'); the model directory does not.")
+                    "directory for --latent-model vaegan=DIR. The checkpoint is read without "
+                    "TensorFlow (which is used, when installed, for tables the built-in reader "
+                    "does not read).")
     p.add_argument("checkpoint", type=Path,
                    help="the checkpoint: a single-file (V1) checkpoint as published, or a V2 "
                         "prefix / its .index file")

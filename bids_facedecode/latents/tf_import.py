@@ -7,7 +7,7 @@ variable names (``encoder/layerK/conv2d/W``, ``.../bn/beta``, the batch-norm mov
 ``encoder/variational/mu``, ``.../log_sigma``, ``generator/fc``, ``generator/layerK/deconv2d``);
 the layer widths, latent size and image size follow from their shapes. Everything else (the
 discriminator, the Adam slots and ``beta1_power``/``beta2_power``, counters) is listed and
-left aside. TensorFlow reads the file (the ``tf`` extra); nothing needs it afterwards.
+left aside. The file is read without TensorFlow (:mod:`.tf_checkpoint`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import CantCreateError, DataError, NoInputError, UsageError
+from ..errors import CantCreateError, DataError, NoInputError
+from .tf_checkpoint import CheckpointFormatError, CheckpointReader
 from .vaegan import VAEGANModel
 from .vaegan_nets import VAEGANArch, build_decoder, build_encoder
 
@@ -87,30 +88,41 @@ def sha256_of(path: Path) -> str:
 
 
 def read_checkpoint(source: CheckpointSource) -> tuple[dict[str, tuple[int, ...]], Any]:
-    """Open a checkpoint with TensorFlow: ``(name -> shape, reader)``.
+    """Open a checkpoint: ``(name -> shape, reader)``; ``reader.get_tensor(name)`` returns one
+    variable as an ndarray.
 
-    ``reader.get_tensor(name)`` returns one variable as an ndarray.
+    The pure-Python reader (:mod:`.tf_checkpoint`) reads what ``tf.train.Saver`` writes by
+    default; for what it does not read (compressed tables, partitioned variables) TensorFlow is
+    used when installed (the ``tf`` extra).
 
     Raises
     ------
-    UsageError
-        TensorFlow is not installed.
     DataError
-        The file is not a TensorFlow checkpoint.
+        The file is not a checkpoint (or one that only TensorFlow reads, and it is missing).
     """
+    try:
+        reader = CheckpointReader(source.prefix)
+        return dict(reader.shapes), reader
+    except CheckpointFormatError as exc:
+        problem = str(exc)
+    except OSError as exc:
+        raise DataError(f"{source.files[0]}: cannot read checkpoint ({exc})") from exc
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         from tensorflow.python.training import py_checkpoint_reader
-    except ImportError as exc:
-        raise UsageError("reading a TensorFlow checkpoint needs TensorFlow: "
-                         "pip install 'bids_facedecode[tf]'") from exc
+    except ImportError:
+        raise DataError(f"{source.files[0]}: not a TensorFlow checkpoint this reader reads "
+                        f"({problem}; with TensorFlow installed, pip install "
+                        "'bids_facedecode[tf]', it is tried too)") from None
     try:
         reader = py_checkpoint_reader.NewCheckpointReader(str(source.prefix))
         shapes = {k: tuple(int(d) for d in v)
                   for k, v in reader.get_variable_to_shape_map().items()}
     except Exception as exc:  # TensorFlow raises its own errors (DataLossError, ...)
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{source.files[0]}: not a TensorFlow checkpoint ({msg})") from exc
+        raise DataError(f"{source.files[0]}: not a TensorFlow checkpoint ({problem}; "
+                        f"TensorFlow: {msg})") from exc
+    LOG.info("%s: read with TensorFlow (%s)", source.files[0], problem)
     return shapes, reader
 
 
@@ -263,8 +275,15 @@ def import_checkpoint(path: str | Path, out: str | Path,
     if out.exists():
         raise CantCreateError(f"{out}: already exists (choose a new model directory)")
     source = locate_checkpoint(path)
+    with open(source.files[0], "rb") as fh:
+        if fh.read(64).startswith(b"version https://git-lfs"):
+            raise DataError(f"{source.files[0]}: a Git LFS pointer, not the checkpoint "
+                            "(fetch it: git lfs pull)")
     shapes, reader = read_checkpoint(source)
-    arch, enc_state, dec_state, used = convert(shapes, reader, source.files[0])
+    try:
+        arch, enc_state, dec_state, used = convert(shapes, reader, source.files[0])
+    finally:
+        getattr(reader, "close", lambda: None)()
     enc, dec = build_encoder(arch), build_decoder(arch)
     enc.load_state_dict(enc_state)
     dec.load_state_dict(dec_state)
