@@ -37,7 +37,7 @@ _HASH_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 #: columns never taken for latents when a table has no z columns
 _NOT_LATENT = {"sha1", "sha256", "hash", "md5", "stim_file", "stim", "file", "filename", "path",
-               "name", "note", "notes", "comment", "comments", "label", "labels", "gender"}
+               "name", "note", "notes", "comment", "comments"}
 _Z_COL = re.compile(r"^z(\d+)$", re.IGNORECASE)
 _MAT_KEY_VARS = ("keys", "names", "stim_file", "stim_files", "files", "filenames")
 _MAT_LATENT_VARS = ("latent", "latents", "z")
