@@ -304,3 +304,15 @@ def test_torch_only_after_import(reduced, tmp_path):
                                                                    "model.safetensors"]
     model = load_latent_model(tmp_path / "m")
     assert all(isinstance(t, torch.Tensor) for t in model.state_tensors().values())
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_import_matches_tensorflow_on_cuda(reduced, tmp_path, rng):
+    """The same comparison with the model on the GPU (full float32 convolutions, no TF32)."""
+    net, v1, _, faces = reduced
+    tf_import.import_checkpoint(v1, tmp_path / "m")
+    model = load_latent_model(tmp_path / "m", device="cuda")
+    images, mu_tf, z = _images_and_latents(net, v1, faces, rng)
+    assert np.abs(model._encode_prepared(images, 256) - mu_tf).max() <= TOL
+    assert np.abs(model.decode(z) - G.authors_imdeprocess(net.run_g(z, v1))).max() <= TOL

@@ -55,3 +55,15 @@ def test_truncated_v2_data(tmp_path):
     with pytest.raises(CheckpointFormatError, match="do not fit"):
         for key in KNOWN:
             reader.get_tensor(key)
+
+
+def test_authors_graph_convolutions_in_full_float32():
+    """TF32 is off inside the block (torch's default lets cuDNN use it) and restored after."""
+    import torch
+
+    from bids_facedecode.latents.vaegan_authors import full_float32_convolutions
+
+    before = torch.backends.cudnn.allow_tf32
+    with full_float32_convolutions():
+        assert torch.backends.cudnn.allow_tf32 is False
+    assert torch.backends.cudnn.allow_tf32 == before

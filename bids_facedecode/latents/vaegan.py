@@ -13,6 +13,7 @@ latents of one ``.mat`` file.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import torch
 from ..errors import DataError
 from ..images import load_image
 from .base import LatentModel, batches, expect_shapes
-from .vaegan_authors import authors_deprocess, authors_preprocess
+from .vaegan_authors import authors_deprocess, authors_preprocess, full_float32_convolutions
 from .vaegan_nets import VAEGANArch, build_decoder, build_encoder
 
 
@@ -81,8 +82,16 @@ class VAEGANModel(LatentModel):
     def encode(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         return self._encode_prepared(self.prepare(images), batch_size)
 
+    def _precision(self):
+        """The authors' graph runs in full float32 (no TF32 convolutions on the GPU)."""
+        return full_float32_convolutions() if self.authors_graph else contextlib.nullcontext()
+
     @torch.no_grad()
     def _encode_prepared(self, x: np.ndarray, batch_size: int) -> np.ndarray:
+        with self._precision():
+            return self._encode_batches(x, batch_size)
+
+    def _encode_batches(self, x: np.ndarray, batch_size: int) -> np.ndarray:
         self.encoder.eval()
         out = np.empty((len(x), self.latent_dim), dtype=np.float32)
         for sl in batches(len(x), batch_size):
@@ -98,7 +107,8 @@ class VAEGANModel(LatentModel):
         s = self.image_size
         out = np.empty((len(z), s, s, 3), dtype=np.float32)
         for sl in batches(len(z), batch_size):
-            xb = self.decoder(torch.from_numpy(z[sl]).to(self.device)).float()
+            with self._precision():
+                xb = self.decoder(torch.from_numpy(z[sl]).to(self.device)).float()
             if not self.authors_graph:
                 xb = xb.clamp(0, 1)
             out[sl] = xb.permute(0, 2, 3, 1).cpu().numpy()

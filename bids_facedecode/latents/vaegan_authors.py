@@ -21,6 +21,9 @@ The authors' scripts then divide generated images by the batch maximum and clip 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -114,6 +117,16 @@ class AuthorsGenerator(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = F.elu(self.fc(z)).view(-1, self.base, self.base, self.c0).permute(0, 3, 1, 2)
         return self.deconvs(h)
+
+
+@contextlib.contextmanager
+def full_float32_convolutions() -> Iterator[None]:
+    """cuDNN convolutions in full float32 inside the block: torch lets them use TF32 (10-bit
+    mantissa) on Ampere and later GPUs by default, which would move the outputs by ~1e-3."""
+    b = torch.backends.cudnn
+    with b.flags(enabled=b.enabled, benchmark=b.benchmark, deterministic=b.deterministic,
+                 allow_tf32=False):
+        yield
 
 
 def authors_deprocess(images: np.ndarray) -> np.ndarray:
