@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import tf_authors_graph as G
 import torch
@@ -316,3 +317,25 @@ def test_import_matches_tensorflow_on_cuda(reduced, tmp_path, rng):
     images, mu_tf, z = _images_and_latents(net, v1, faces, rng)
     assert np.abs(model._encode_prepared(images, 256) - mu_tf).max() <= TOL
     assert np.abs(model.decode(z) - G.authors_imdeprocess(net.run_g(z, v1))).max() <= TOL
+
+
+@pytest.mark.slow
+def test_app_runs_with_the_imported_model(reduced, app_dataset, tmp_path):
+    """``--latent-model vaegan=DIR`` with an imported model: decoding, reconstructions in the
+    outputs and the report, the decoded latents as a .mat."""
+    from scipy.io import loadmat
+
+    from bids_facedecode.cli import main
+
+    tf_import.import_checkpoint(reduced[1], tmp_path / "authors")
+    out = tmp_path / "derivatives"
+    code = main([str(app_dataset), str(out), "participant", "--participant-label", "01",
+                 "--latent-space", "vaegan", "--latent-model", f"vaegan={tmp_path / 'authors'}",
+                 "--n-voxels", "300", "--nprocs", "2", "-w", str(tmp_path / "work")])
+    assert code == 0
+    func = out / "sub-01" / "func"
+    table = pd.read_csv(func / "sub-01_task-faces_desc-vaegan_decoding.tsv", sep="\t")
+    latent = loadmat(func / "sub-01_task-faces_desc-vaegan_decoding.mat")["latent"]
+    assert latent.shape == (len(table), G.REDUCED["n_code"])
+    assert (out / "sub-01" / "figures" / "sub-01_task-faces_desc-vaegan_reconstructions.png").is_file()
+    assert (out / "sub-01.html").is_file()
