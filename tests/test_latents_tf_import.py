@@ -66,7 +66,8 @@ def reduced(tf, tmp_path_factory):
     faces = _faces(12, seed=3)
     G.train_statistics(net, rng, steps=4, batch=8, images=faces)
     v1, v2 = G.save(net, tmp_path_factory.mktemp("ckpt"))
-    return net, v1, v2, faces
+    yield net, v1, v2, faces
+    net.sess.close()  # its threads and memory go now, not at the end of the worker
 
 
 def _images_and_latents(net, checkpoint, faces, rng):
@@ -175,6 +176,7 @@ def test_full_size_graph(tf, tmp_path, rng):
     mu_tf = net.run_mu(images, v1)
     assert np.abs(model._encode_prepared(images, 256) - mu_tf).max() <= TOL
     g_tf = G.authors_imdeprocess(net.run_g(mu_tf, v1))
+    net.sess.close()
     assert np.abs(model.decode(mu_tf) - g_tf).max() <= TOL
 
 
