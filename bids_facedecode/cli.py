@@ -80,11 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="SPACE", help=f"latent spaces to decode in ({', '.join(LATENT_SPACES)}); "
                      "default: every space with a model or a --latents table")
     lat.add_argument("--latents", action="append", type=_space_file, default=[], metavar="SPACE=FILE",
-                     help="precomputed latents for SPACE (TSV, NPZ or MATLAB .mat keyed by stimulus "
-                          "file or content hash); repeatable")
+                     help="precomputed latents for SPACE (TSV with z1..zD, z0.. or z000.. columns, NPZ, "
+                          "MATLAB .mat or a folder of _z.mat files, keyed by stimulus file or SHA-1/"
+                          "SHA-256 content hash); repeatable")
     lat.add_argument("--latent-model", action="append", type=_space_file, default=[],
-                     metavar="SPACE=DIR", help="a trained model directory for SPACE "
-                     "(default: the model shipped with the package); repeatable")
+                     metavar="SPACE=DIR", help="a trained model directory for SPACE, e.g. the "
+                     "authors' VAE-GAN from bids_facedecode-import-vaegan (default: the model "
+                     "shipped with the package); repeatable")
 
     ev = p.add_argument_group("events (names matched case- and whitespace-insensitively)")
     defaults = EventSpec()
@@ -135,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="labels table of --roi-atlas (index, name; default: the .tsv beside it)")
     ana.add_argument("--imagery-labels", type=Path, metavar="TSV",
                      help="imagined face of each imagery trial: columns imagined_stim_file, onset and "
-                          "events_file (or subject, session, run)")
+                          "events_file (or subject/participant_id, session, run; sub-/ses-/run- "
+                          "prefixes optional)")
     ana.add_argument("--decoder-from", nargs="+", type=Path, default=[], metavar="NPZ",
                      help="decode with decoders saved by an earlier run (_decoder.npz, one per space) "
                           "instead of this data's own map; the data then need few or no training "

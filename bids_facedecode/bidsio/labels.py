@@ -81,7 +81,9 @@ def read_imagery_labels(path: Path) -> pd.DataFrame:
 
     Columns: ``imagined_stim_file`` (relative to the stimuli folder), ``onset`` (s), and
     the run as either ``events_file`` (file name of the run's ``_events.tsv``) or BIDS
-    entities ``subject`` (or ``sub``), ``session`` (or ``ses``, optional), ``run``.
+    entities ``subject`` (or ``sub``, ``participant_id``), ``session`` (or ``ses``,
+    ``session_id``; optional), ``run`` (or ``run_id``); labels with or without their
+    ``sub-``/``ses-``/``run-`` prefix.
 
     Returns
     -------
@@ -103,15 +105,24 @@ def read_imagery_labels(path: Path) -> pd.DataFrame:
     if "events_file" in cols:
         out["events_file"] = table[cols["events_file"]].map(lambda v: Path(v.strip()).name)
     else:
-        sub = cols.get("subject") or cols.get("sub")
-        if sub is None or ("run" not in cols and len(table)):
-            raise DataError(f"{path}: imagery labels need 'events_file' or 'subject' and 'run' columns")
+        sub = next((cols[c] for c in ("subject", "sub", "participant_id", "participant")
+                    if c in cols), None)
+        run = next((cols[c] for c in ("run", "run_id") if c in cols), None)
+        if sub is None or (run is None and len(table)):
+            raise DataError(f"{path}: imagery labels need 'events_file' or 'subject' (or "
+                            "'participant_id') and 'run' columns")
         out["events_file"] = ""
-        out["sub"] = table[sub].str.strip().str.removeprefix("sub-")
-        ses = cols.get("session") or cols.get("ses")
-        out["ses"] = table[ses].str.strip().str.removeprefix("ses-") if ses else ""
-        out["run"] = table[cols["run"]].str.strip().str.removeprefix("run-").str.lstrip("0")
+        out["sub"] = table[sub].map(lambda v: _entity_label(v, "sub"))
+        ses = next((cols[c] for c in ("session", "ses", "session_id") if c in cols), None)
+        out["ses"] = table[ses].map(lambda v: _entity_label(v, "ses")) if ses else ""
+        out["run"] = table[run].map(lambda v: _entity_label(v, "run").lstrip("0"))
     return out
+
+
+def _entity_label(value: str, entity: str) -> str:
+    """A BIDS entity's label with or without its prefix: ``sub-01`` and ``01`` -> ``01``."""
+    v = str(value).strip()
+    return v[len(entity) + 1:] if v.lower().startswith(f"{entity}-") else v
 
 
 def imagined_files_for_run(labels: pd.DataFrame, run: RunInfo, onsets: np.ndarray,

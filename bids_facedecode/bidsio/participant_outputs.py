@@ -104,6 +104,8 @@ def write_participant_outputs(result, settings, root: Path | None = None) -> lis
         decoded = pd.DataFrame(res.test_decoded, columns=[f"decoded_z{k + 1}" for k in range(D)])
         table = pd.concat([res.per_image.reset_index(drop=True), decoded], axis=1)
         written.append(write_tsv(p["func"] / bids_name({**ents, "desc": name}, "decoding", ".tsv"), table))
+        written.append(write_bytes(p["func"] / bids_name({**ents, "desc": name}, "decoding", ".mat"),
+                                   decoded_mat_bytes(res.test_decoded, res.per_image["stim_file"])))
         buf = io.BytesIO()
         np.savez_compressed(
             buf, W=res.W.astype(np.float32), selected=res.selected.astype(np.int64),
@@ -185,6 +187,25 @@ def selection_description(n: int, info: dict, space: str, reused: str | None) ->
 
 def _num(x) -> str:
     return "n/a (none passes)" if x is None else f"{float(x):.3f}"
+
+
+def decoded_mat_bytes(latents: np.ndarray, stim_files) -> bytes:
+    """The decoded latents as a MATLAB file: ``latent`` (N x D), the variable the authors'
+    ``VAEGAN_latent2image.py`` turns into images, and ``stim_file`` (N names, row order).
+
+    Parameters
+    ----------
+    latents : ndarray of shape (N, D)
+    stim_files : sequence of str, length N
+    """
+    from scipy.io import savemat
+
+    buf = io.BytesIO()
+    names = np.empty(len(stim_files), dtype=object)
+    names[:] = [str(f) for f in stim_files]
+    savemat(buf, {"latent": np.asarray(latents, dtype=np.float32), "stim_file": names},
+            do_compression=True)
+    return buf.getvalue()
 
 
 def _write_analyses(p, ents, name, res, nii) -> list[Path]:

@@ -91,6 +91,23 @@ class LatentModel(abc.ABC):
         images : ndarray of shape (N, S, S, 3), float32 in [0, 1]
         """
 
+    def encode_paths(self, paths: list[str | Path], batch_size: int = 256) -> np.ndarray:
+        """Map image files to latents: :meth:`encode` of the files read at ``image_size``
+        (centre square, bicubic), or as the model's own preprocessing reads them.
+
+        Parameters
+        ----------
+        paths : list of path-like
+        batch_size : int
+
+        Returns
+        -------
+        latents : ndarray of shape (N, D), float32
+        """
+        from ..images import load_images
+
+        return self.encode(load_images(list(paths), self.image_size), batch_size)
+
     @abc.abstractmethod
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """The tensors saved in ``model.safetensors`` (CPU, contiguous)."""

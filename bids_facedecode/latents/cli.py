@@ -23,7 +23,7 @@ from .refine import refine_saved_model
 from .registry import load_latent_model
 from .train import TrainOptions, select_device, train_pca, train_vaegan
 from .vaegan import VAEGANModel
-from .vaegan_nets import ARCHS, get_arch
+from .vaegan_nets import TRAINABLE, get_arch
 
 #: epochs of ``--refine-from`` when ``--refine-epochs`` is not given
 REFINE_FROM_EPOCHS = 10
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "each is centre-cropped to a square and resized")
     p.add_argument("--space", required=True, choices=("vaegan", "pca"))
     p.add_argument("--out", required=True, type=Path, help="model directory to write")
-    p.add_argument("--arch", default="small", choices=sorted(ARCHS),
+    p.add_argument("--arch", default="small", choices=sorted(TRAINABLE),
                    help="VAE-GAN architecture (paper: 128x128, D=1024; small: 64x64, D=128)")
     p.add_argument("--latent-dim", type=_positive_int, default=None,
                    help="D (default: the architecture's; PCA: 128)")
@@ -95,6 +95,9 @@ def _refine(args: argparse.Namespace, log: logging.Logger):
     if not isinstance(model, VAEGANModel):
         raise UsageError(f"--refine-from {source}: a {model.space} model has no decoder to "
                          "refine (expected a VAE-GAN)")
+    if model.arch.graph != "ours":
+        raise UsageError(f"--refine-from {source}: the authors' imported graph is used as "
+                         "published, not refined")
     crop = model.crop_factor if args.crop_factor is None else args.crop_factor
     data = FaceImages.from_folder(args.images, model.image_size, crop, args.max_images)
     epochs = REFINE_FROM_EPOCHS if args.refine_epochs is None else args.refine_epochs

@@ -1,10 +1,12 @@
 """Precomputed latents: a table from stimulus keys to latent vectors.
 
 Keys are stimulus file names relative to ``stimuli/`` (``sub01/run13/F0559.jpg``), bare
-file names (``F0559.jpg``) or content hashes (SHA-1 hex). Readers:
+file names (``F0559.jpg``) or content hashes (SHA-1 or SHA-256 hex). Readers:
 
-* TSV / CSV — first column the key (``stim_file``, ``sha1`` or any name), then the
-  latent columns: ``z1..zD`` when present (in numeric order), else every other column;
+* TSV / CSV — first column the key (``stim_file``, ``sha1``, ``sha256`` or any name), then
+  the latent columns: ``z1..zD``, ``z0..z(D-1)`` or zero-padded (``z000``, ...) when present
+  (in numeric order; any other column is ignored), else every other numeric column (text
+  columns and columns named like hashes or notes are ignored);
 * NPZ — arrays ``keys`` (N,) and ``latents`` (N, D);
 * MATLAB ``.mat`` — as written by the paper's ``VAEGAN_image2latent.py``: one file per
   image, ``<image stem>_z.mat``, holding ``latent`` of shape (1, D); a folder of such
@@ -31,7 +33,11 @@ from .base import SHARED_FILE_MODE
 
 log = logging.getLogger("bids_facedecode.latents")
 
-_HASH_RE = re.compile(r"^[0-9a-f]{40}$")
+_HASH_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+#: columns never taken for latents when a table has no z columns
+_NOT_LATENT = {"sha1", "sha256", "hash", "md5", "stim_file", "stim", "file", "filename", "path",
+               "name", "note", "notes", "comment", "comments"}
 _Z_COL = re.compile(r"^z(\d+)$", re.IGNORECASE)
 _MAT_KEY_VARS = ("keys", "names", "stim_file", "stim_files", "files", "filenames")
 _MAT_LATENT_VARS = ("latent", "latents", "z")
@@ -102,7 +108,13 @@ class LatentTable:
             self._index = levels
         return self._index
 
-    def lookup(self, stim_files: list[str], hashes: list[str] | None = None) -> np.ndarray:
+    @property
+    def has_sha256_keys(self) -> bool:
+        """True when some keys are SHA-256 hex digests."""
+        return any(_SHA256_RE.match(k.lower()) for k in self.keys)
+
+    def lookup(self, stim_files: list[str], hashes: list[str] | None = None,
+               files: list[str | Path] | None = None) -> np.ndarray:
         """Latents of stimuli, matched by content hash, then relative path, then file name.
 
         Parameters
@@ -111,6 +123,8 @@ class LatentTable:
             Paths relative to ``stimuli/``.
         hashes : list of str, length N, optional
             SHA-1 content hashes of the same files.
+        files : list of path-like, length N, optional
+            The files themselves: their SHA-256 is computed when the table has SHA-256 keys.
 
         Returns
         -------
@@ -123,6 +137,10 @@ class LatentTable:
         """
         if hashes is not None and len(hashes) != len(stim_files):
             raise ValueError("'hashes' must have one entry per stimulus file")
+        if files is not None and len(files) != len(stim_files):
+            raise ValueError("'files' must have one entry per stimulus file")
+        sha256 = ([_sha256_of(f) for f in files] if files is not None and self.has_sha256_keys
+                  else [""] * len(stim_files))
         lv = self._levels()
         rows = np.empty(len(stim_files), dtype=np.int64)
         missing: list[str] = []
@@ -130,6 +148,7 @@ class LatentTable:
             path = _norm_path(stim)
             name = PurePosixPath(path).name
             candidates = [("hash", (hashes[n] if hashes is not None else "").lower()),
+                          ("hash", sha256[n]),
                           ("path", path), ("path_stem", _strip_suffix(path)),
                           ("name", name), ("name_stem", _strip_suffix(name))]
             for level, key in candidates:
@@ -149,6 +168,16 @@ class LatentTable:
             raise DataError(f"{self.source}: no latents for {len(missing)} of {len(stim_files)} "
                             f"stimuli: {shown}")
         return self.latents[rows]
+
+
+def _sha256_of(path: str | Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------ readers
@@ -191,13 +220,22 @@ def _read_text(path: Path) -> LatentTable:
                         "column and one row")
     key_col = df.columns[0]
     rest = [c for c in df.columns[1:]]
-    zcols = sorted((c for c in rest if _Z_COL.match(str(c))), key=lambda c: int(c[1:]))
-    cols = zcols or rest
+    zcols = sorted((c for c in rest if _Z_COL.match(str(c))), key=lambda c: int(str(c)[1:]))
     if zcols:
-        expected = [f"z{i}" for i in range(1, len(zcols) + 1)]
-        if [c.lower() for c in zcols] != expected:
-            raise DataError(f"{path}: latent columns must run z1..zD without gaps, got "
-                            f"{', '.join(map(str, zcols[:6]))}...")
+        numbers = [int(str(c)[1:]) for c in zcols]
+        first = numbers[0]
+        if first not in (0, 1) or numbers != list(range(first, first + len(numbers))):
+            raise DataError(f"{path}: latent columns must run z1..zD or z0..z(D-1) without gaps "
+                            f"or repeats, got {', '.join(map(str, zcols[:6]))}...")
+        cols = zcols
+    else:
+        cols = [c for c in rest if str(c).strip().lower() not in _NOT_LATENT
+                and not pd.to_numeric(df[c], errors="coerce").isna().all()]
+        if not cols:
+            raise DataError(f"{path}: no latent columns (z1..zD, or numeric columns)")
+    ignored = [c for c in rest if c not in cols]
+    if ignored:
+        log.info("%s: columns %s are not latents (ignored)", path, ", ".join(map(str, ignored)))
     values = df[cols].apply(pd.to_numeric, errors="coerce")
     bad = values.isna().any(axis=1)
     if bad.any():

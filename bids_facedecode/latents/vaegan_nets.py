@@ -1,11 +1,14 @@
 """VAE-GAN networks (Larsen et al. 2016) as configurations.
 
-``paper`` reproduces the authors' model (github rufinv/VAE-GAN-CelebA): 128x128x3 input,
-encoder of 5 conv 3x3 stride 2 (192/256/384/512/768 channels, batch-norm, ELU), a dense
-layer of 1024, a 1024-D Gaussian latent (``mu = tanh(.)``, ``log sigma = 0.5 tanh(.)``);
-the decoder mirrors it (dense to 4x4x1024, five transposed conv 3x3 stride 2 with
-512/384/256/192/3 channels). ``small`` is the 64x64, 128-D default shipped with the
-package. ``tiny`` exists for tests.
+``paper`` has the sizes of the authors' model (github rufinv/VAE-GAN-CelebA): 128x128x3
+input, encoder of 5 conv 3x3 stride 2 (192/256/384/512/768 channels, batch-norm, ELU), a
+dense layer of 1024, a 1024-D Gaussian latent (``mu = tanh(.)``, ``log sigma = 0.5
+tanh(.)``); the decoder mirrors it (dense to 4x4x1024, five transposed conv 3x3 stride 2
+with 512/384/256/192/3 channels). It is trained here and differs from the authors' graph in
+details (symmetric padding, batch norm and ELU on the dense layer, sigmoid output).
+``authors`` is the authors' graph itself (:mod:`.vaegan_authors`), for their published
+weights (``bids_facedecode-import-vaegan``); it is not trained here. ``small`` is the 64x64,
+128-D default shipped with the package. ``tiny`` exists for tests.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ class VAEGANArch:
     kernel : int
     bounded_latent : bool
         ``mu = tanh(.)`` and ``log sigma = 0.5 tanh(.)`` as in the paper's code.
+    graph : str
+        ``"ours"`` (the networks below) or ``"authors"`` (:mod:`.vaegan_authors`: the
+        authors' TensorFlow graph; ``enc_dense`` is then its linear layer's width).
     """
 
     name: str
@@ -56,6 +62,7 @@ class VAEGANArch:
     disc_dense: int
     kernel: int = 3
     bounded_latent: bool = False
+    graph: str = "ours"
 
     @property
     def base(self) -> int:
@@ -74,9 +81,15 @@ class VAEGANArch:
             raise ValueError("image_size must be divisible by 2**len(disc_channels)")
         if self.latent_dim < 1:
             raise ValueError(f"latent_dim must be positive, got {self.latent_dim}")
+        if self.graph not in GRAPHS:
+            raise ValueError(f"graph must be one of {', '.join(GRAPHS)}, got {self.graph!r}")
+        if self.graph == "authors" and self.enc_dense < 1:
+            raise ValueError("the authors' graph needs a linear layer (enc_dense > 0)")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
+        if d["graph"] == "ours":  # the configs written before the authors' graph existed
+            del d["graph"]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
@@ -91,13 +104,20 @@ class VAEGANArch:
         return arch
 
 
+GRAPHS = ("ours", "authors")
+
 ARCHS: dict[str, VAEGANArch] = {
     "paper": VAEGANArch("paper", 128, 1024, (192, 256, 384, 512, 768), 1024, 1024,
                         (512, 384, 256, 192), (64, 128, 256, 256), 512, 3, True),
     "small": VAEGANArch("small", 64, 128, (48, 96, 192, 384), 0, 384, (192, 96, 48),
                         (32, 64, 128, 128), 256, 3, False),
     "tiny": VAEGANArch("tiny", 16, 8, (8, 16), 0, 16, (8,), (8, 16), 32, 3, False),
+    "authors": VAEGANArch("authors", 128, 1024, (192, 256, 384, 512, 768), 1024, 1024,
+                          (512, 384, 256, 192), (64, 128, 256, 256), 512, 3, True, "authors"),
 }
+
+#: architectures that ``bids_facedecode-train-latents`` trains (``authors`` is imported)
+TRAINABLE = tuple(name for name, a in ARCHS.items() if a.graph == "ours")
 
 
 def get_arch(name: str, latent_dim: int | None = None, image_size: int | None = None) -> VAEGANArch:
@@ -195,6 +215,26 @@ class Discriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats = self.convs(x * 2.0 - 1.0)
         return feats, self.head(feats).squeeze(1)
+
+
+def build_encoder(arch: VAEGANArch) -> nn.Module:
+    """The encoder of ``arch``: :class:`Encoder` or the authors' graph."""
+    if arch.graph == "authors":
+        from .vaegan_authors import AuthorsEncoder
+
+        return AuthorsEncoder(arch.enc_channels, arch.base, arch.enc_dense, arch.latent_dim,
+                              arch.kernel)
+    return Encoder(arch)
+
+
+def build_decoder(arch: VAEGANArch) -> nn.Module:
+    """The decoder of ``arch``: :class:`Decoder` or the authors' generator."""
+    if arch.graph == "authors":
+        from .vaegan_authors import AuthorsGenerator
+
+        return AuthorsGenerator(arch.latent_dim, arch.base, arch.dec_fc_channels,
+                                arch.dec_channels, arch.kernel)
+    return Decoder(arch)
 
 
 def count_parameters(module: nn.Module) -> int:

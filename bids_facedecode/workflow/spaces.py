@@ -16,7 +16,6 @@ from ..bidsio.bold import cache_write_failed
 from ..bidsio.stimuli import StimulusIndex
 from ..config import Settings
 from ..errors import DataError
-from ..images import load_images
 from ..latents.base import LatentModel
 from .inputs import ParticipantInputs
 
@@ -46,9 +45,9 @@ class LatentSpace:
     def latents_for(self, shas: list[str], index: StimulusIndex) -> np.ndarray:
         """Latents of the stimuli with these content hashes, shape (N, D)."""
         if self.table is not None:
-            return np.asarray(self.table.lookup([index.first_path[s] for s in shas], shas), np.float32)
-        images = load_images([index.path(s) for s in shas], self.model.image_size)
-        return self.model.encode(images)
+            return np.asarray(self.table.lookup([index.first_path[s] for s in shas], shas,
+                                                files=[index.path(s) for s in shas]), np.float32)
+        return self.model.encode_paths([index.path(s) for s in shas])
 
 
 def open_spaces(settings: Settings, device: torch.device) -> list[LatentSpace]:
