@@ -140,3 +140,26 @@ def test_bad_inputs(faces):
         model.encode(faces * 300)
     with pytest.raises(DataError, match="expected an array of shape"):
         model.encode(np.zeros((2, 8)))
+
+
+def test_images_of_frames_files_as_the_encoder_crops_them(tmp_path):
+    from PIL import Image
+
+    from bids_facedecode.latents.pca import PCAModel
+
+    # a 40x40 photo: a white 4-pixel border around a grey centre
+    img = np.full((40, 40, 3), 255, np.uint8)
+    img[4:36, 4:36] = 128
+    Image.fromarray(img).save(tmp_path / "f.png")
+    rng = np.random.default_rng(0)
+    train = rng.uniform(0, 1, (30, 40, 40, 3)).astype(np.float32)
+    cropped = PCAModel.fit(train, n_components=4, image_size=16, crop_factor=0.8)
+    full = PCAModel.fit(train, n_components=4, image_size=16)
+    seen = cropped.images_of([tmp_path / "f.png"])[0]
+    assert seen.shape == (16, 16, 3)
+    # the 0.8 crop removes the white border (resampling rings a little at the edges)
+    assert seen.max() < 0.6 and abs(float(np.median(seen)) - 128 / 255) < 0.01
+    # the uncropped model sees the border
+    assert full.images_of([tmp_path / "f.png"])[0].max() > 0.95
+    np.testing.assert_allclose(cropped.encode_paths([tmp_path / "f.png"]),
+                               cropped.encode(seen[None]), atol=1e-5)

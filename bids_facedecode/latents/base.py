@@ -108,6 +108,24 @@ class LatentModel(abc.ABC):
 
         return self.encode(load_images(list(paths), self.image_size), batch_size)
 
+    def images_of(self, paths: list[str | Path]) -> np.ndarray:
+        """Image files framed as the encoder sees them (the crop and size of :meth:`encode_paths`).
+
+        Reconstructions are compared with these, so that a model that crops its input is scored
+        against the same frame it encoded.
+
+        Parameters
+        ----------
+        paths : list of path-like
+
+        Returns
+        -------
+        images : ndarray of shape (N, image_size, image_size, 3), float32 in [0, 1]
+        """
+        from ..images import load_images
+
+        return self.prepare(load_images(list(paths), self.image_size))
+
     @abc.abstractmethod
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """The tensors saved in ``model.safetensors`` (CPU, contiguous)."""

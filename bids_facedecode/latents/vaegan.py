@@ -74,10 +74,15 @@ class VAEGANModel(LatentModel):
     def encode_paths(self, paths: list, batch_size: int = 256) -> np.ndarray:
         if not self.authors_graph:
             return super().encode_paths(paths, batch_size)
+        return self._encode_prepared(self.images_of(paths), batch_size)
+
+    def images_of(self, paths: list) -> np.ndarray:
+        if not self.authors_graph:
+            return super().images_of(paths)
         x = np.empty((len(paths), self.image_size, self.image_size, 3), np.float32)
         for i, p in enumerate(paths):  # each photo at its own resolution, as the authors did
             x[i] = authors_preprocess(load_image(p), self.image_size, self.crop_factor)
-        return self._encode_prepared(x, batch_size)
+        return x
 
     def encode(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         return self._encode_prepared(self.prepare(images), batch_size)

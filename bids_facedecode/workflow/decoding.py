@@ -31,7 +31,6 @@ from .. import decode, gender, glmstats, reliability, ridge, selection
 from ..bidsio.labels import stimulus_genders
 from ..config import Settings
 from ..errors import DataError, UsageError
-from ..images import load_images
 from .evaluation import EvalContext, evaluate_decoded
 from .folds import (
     FoldAccumulator,
@@ -268,7 +267,7 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
             imagery_index = np.array([inputs.test_ids.index(inputs.imagery_ids[i]) for i in imagery_rows])
     shown = None
     if space.can_reconstruct:
-        shown = load_images([inputs.index.path(s) for s in inputs.test_ids], space.model.image_size)
+        shown = space.model.images_of([inputs.index.path(s) for s in inputs.test_ids])
     ctx = EvalContext(space, test_true, shown, np.asarray(genders, dtype=object), axis,
                       imagery_index, imagery_rows, settings.n_permutations,
                       np.random.default_rng(settings.seed))
