@@ -18,8 +18,9 @@ Kay et al. 2008, Nature 452:352):
 Under the null that a space's latents carry nothing about the responses, the assignment of
 latents to test images is exchangeable: permuting the test images' latents gives the null
 of any summary of ``r``, and the mean of ``r`` over all permutations is exactly 0
-(:func:`permutation_null`). Two spaces are compared with a paired permutation over test
-images that swaps the two predictions of each image at random (:func:`paired_comparison`).
+(:func:`permutation_null`). Two spaces are compared on the mean R² of the same voxels with a
+paired permutation over test images that swaps the two predictions of an image at random
+(:func:`paired_comparison`).
 All functions are pure numpy.
 """
 
@@ -186,29 +187,31 @@ def permutation_null(observed, predicted, n_perm: int = 1000, rng=None, batch: i
 
 
 class PairedComparison(NamedTuple):
-    """Paired comparison of two spaces' mean encoding ``r`` over the same voxels."""
+    """Paired comparison of two spaces over the same voxels."""
 
-    r_a: float
-    r_b: float
-    difference: float   # r_a − r_b
+    r2_a: float         # mean over voxels of space a's R²
+    r2_b: float
+    difference: float   # r2_a − r2_b
     p: float            # two-sided paired permutation p
 
 
-def paired_comparison(observed, predicted_a, predicted_b, n_perm: int = 1000, rng=None,
-                      batch: int = 64) -> PairedComparison:
+def paired_comparison(observed, predicted_a, predicted_b, n_perm: int = 1000, rng=None
+                      ) -> PairedComparison:
     """Which of two spaces predicts the measured betas better, with a paired permutation test.
 
-    The statistic is the difference of the mean per-voxel ``r``. Under the null that the two
-    spaces predict equally well, the two predictions of each test image are exchangeable: each
-    permutation swaps them for a random subset of images. Swapping a subset and swapping its
-    complement give opposite differences, so the null is symmetric about 0.
+    The statistic is the difference of the mean per-voxel R². It is a sum over test images,
+    ``Δ = Σᵢ dᵢ`` with ``dᵢ = mean_v ((bᵢᵥ − b̂ᴮᵢᵥ)² − (bᵢᵥ − b̂ᴬᵢᵥ)²) / SSTᵥ``, and
+    swapping the two spaces' predictions of image ``i`` flips the sign of ``dᵢ`` alone. Under
+    the null that the two predictions of each image are exchangeable, ``Δ``'s null is that of
+    random sign flips: exact (all ``2ᴺ`` flips) when ``2ᴺ ≤ n_perm``, else ``n_perm`` random
+    flips.
 
     Parameters
     ----------
     observed, predicted_a, predicted_b : arrays of shape (N, V)
+        Voxels whose measured betas are constant across images are left out.
     n_perm : int
     rng : numpy Generator or seed
-    batch : int
 
     Returns
     -------
@@ -217,20 +220,24 @@ def paired_comparison(observed, predicted_a, predicted_b, n_perm: int = 1000, rn
     B, Pa = _paired(observed, predicted_a)
     _, Pb = _paired(observed, predicted_b)
     _check_perm(n_perm)
-    rng = _rng(rng)
-    r_a = float(np.nanmean(_columnwise_r(B, Pa)))
-    r_b = float(np.nanmean(_columnwise_r(B, Pb)))
-    diff = r_a - r_b
-    null = np.empty(int(n_perm))
-    for start in range(0, int(n_perm), batch):
-        k = min(batch, int(n_perm) - start)
-        swap = rng.random((k, B.shape[0], 1)) < 0.5
-        ha = np.where(swap, Pb[None], Pa[None])
-        hb = np.where(swap, Pa[None], Pb[None])
-        null[start:start + k] = (np.nanmean(_columnwise_r(B, ha), axis=1)
-                                 - np.nanmean(_columnwise_r(B, hb), axis=1))
-    p = (1 + int(np.sum(np.abs(null) >= abs(diff) - 1e-12))) / (1 + int(n_perm))
-    return PairedComparison(r_a, r_b, diff, p)
+    sst = ((B - B.mean(0)) ** 2).sum(0)
+    keep = sst > 0
+    if not keep.any():
+        raise DataError("paired comparison: the measured betas are constant in every voxel")
+    B, Pa, Pb, sst = B[:, keep], Pa[:, keep], Pb[:, keep], sst[keep]
+    r2_a = float(np.mean(1.0 - ((B - Pa) ** 2).sum(0) / sst))
+    r2_b = float(np.mean(1.0 - ((B - Pb) ** 2).sum(0) / sst))
+    d = (((B - Pb) ** 2 - (B - Pa) ** 2) / sst).mean(axis=1)   # (N,), sums to r2_a − r2_b
+    n = d.size
+    if 2 ** n <= int(n_perm):
+        signs = 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)
+    else:
+        signs = 1 - 2 * (_rng(rng).random((int(n_perm), n)) < 0.5)
+    null = signs @ d
+    diff = float(d.sum())
+    extreme = int(np.sum(np.abs(null) >= abs(diff) - 1e-12))
+    p = extreme / null.size if 2 ** n <= int(n_perm) else (1 + extreme) / (1 + null.size)
+    return PairedComparison(r2_a, r2_b, diff, p)
 
 
 def best_space_map(scores: dict[str, np.ndarray], min_score: float = 0.0

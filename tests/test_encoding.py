@@ -72,13 +72,23 @@ def test_permutation_null_detects_a_space_that_carries_the_signal():
     assert obs > 0.2 and p == pytest.approx(1 / 200)
 
 
+def test_paired_comparison_by_hand_with_exact_sign_flips():
+    B = np.array([[0.0], [1.0], [2.0]])          # SST = 2
+    Pa = np.array([[0.0], [1.0], [1.0]])         # squared errors 0, 0, 1
+    Pb = np.array([[1.0], [1.0], [0.0]])         # squared errors 1, 0, 4
+    res = encoding.paired_comparison(B, Pa, Pb, n_perm=8)
+    assert res.r2_a == pytest.approx(0.5) and res.r2_b == pytest.approx(-1.5)
+    # d = (1 − 0, 0 − 0, 4 − 1) / 2 = (0.5, 0, 1.5); of the 8 sign flips, |Σ ± d| >= 2 for 4
+    assert res.difference == pytest.approx(2.0) and res.p == pytest.approx(4 / 8)
+
+
 def test_paired_comparison_picks_the_generating_space_and_is_calibrated_when_equal():
     rng = np.random.default_rng(2)
     Z, W, B = _simulated(rng, snr=0.5)
     good = encoding.predict_patterns(Z, W, 6)
     bad = encoding.predict_patterns(rng.normal(size=Z.shape), W, 6)
     res = encoding.paired_comparison(B, good, bad, n_perm=499, rng=0)
-    assert res.difference > 0.2 and res.p < 0.01
+    assert res.difference > 0.5 and res.p < 0.01
     flipped = encoding.paired_comparison(B, bad, good, n_perm=499, rng=0)
     assert flipped.difference == pytest.approx(-res.difference) and flipped.p < 0.01
     ps = []
