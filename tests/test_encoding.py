@@ -118,3 +118,14 @@ def test_errors_name_the_problem():
         encoding.encoding_scores(np.zeros((4, 4)), np.zeros((4, 3)))
     with pytest.raises(DataError, match="n_perm"):
         encoding.permutation_null(np.ones((4, 2)), np.ones((4, 2)), n_perm=0)
+
+
+def test_region_voxels_keep_the_best_scored_of_each_region():
+    from bids_facedecode.workflow.encoding_eval import region_voxels
+
+    nc = np.array([0.9, 0.1, 0.5, np.nan, 0.7, 0.2])
+    region = np.array([False, True, True, True, True, False])
+    got = region_voxels([("all", None), ("r", region)], nc, n_voxels=2, V=6)
+    np.testing.assert_array_equal(got["all"], [0, 4])
+    np.testing.assert_array_equal(got["r"], [4, 2])
+    assert region_voxels([("r", region)], None, 2, 6)["r"].tolist() == [1, 2, 3, 4]

@@ -62,7 +62,7 @@ def pca_coded(tmp_path_factory, small_pca):
 
 def _encodings(B, maps):
     return [encoding_eval.space_encoding(s, B, W, W.shape[0] - 1, Zc, None)
-            for s, (W, Zc) in maps.items()]
+            for s, (W, Zc, _) in maps.items()]
 
 
 def test_the_generating_space_predicts_better_where_the_signal_is(pca_coded):

@@ -3,10 +3,11 @@
 Each space's forward map ``W`` (fitted on training trials only) predicts the test images'
 response patterns from their latents (:func:`bids_facedecode.encoding.predict_patterns`). The
 measured patterns are the test-image betas of the GLM without any latent block, so every
-space is scored against the same data. A region's summary is the mean per-voxel ``r`` over
-its *reliable* voxels — those whose split-half noise ceiling reaches ``floor`` (the ceiling
-uses the test images' repeats, not their identities or latents, so the permutation null of the
-summary stays valid) — or over all its voxels when no ceiling could be estimated.
+space is scored against the same data. A region's summary is the mean per-voxel score over
+its ``n_voxels`` most face-responsive voxels by the face-vs-fixation t of that same model
+(training trials only, the same for every space). The split-half noise ceiling is not used to
+choose voxels: with 20 test images it is too noisy to tell responsive voxels apart (on the
+demo-sized simulation, a tenth of the top-2,000 ceiling voxels were face-selective).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 
 from .. import encoding
 
-NC_FLOOR = 0.1
+NC_FLOOR = 0.1   # ceiling below which the ceiling-relative scores are not defined
 
 
 @dataclass
@@ -33,28 +34,49 @@ class SpaceEncoding:
     r2_ceiling: np.ndarray       # (V,) R² / NC
 
 
-def region_voxels(regions: list[tuple[str, np.ndarray | None]], noise_ceiling: np.ndarray | None,
-                  V: int, floor: float = NC_FLOOR) -> dict[str, np.ndarray]:
-    """Voxel indices each region is scored over (its reliable voxels, or all of them).
+def region_voxels(regions: list[tuple[str, np.ndarray | None]], score: np.ndarray | None,
+                  n_voxels: int, V: int) -> dict[str, np.ndarray]:
+    """Voxel indices each region is scored over: its ``n_voxels`` of highest ``score``.
 
     Parameters
     ----------
     regions : list of (name, bool mask of shape (V,) or None for all voxels)
-    noise_ceiling : array of shape (V,) or None
+    score : array of shape (V,) or None
+        A space-neutral ranking from the training data, e.g. the face-vs-fixation t of the GLM
+        without latent block (:func:`face_t`); without one every voxel of the region is scored.
+    n_voxels : int
+        Voxels kept per region (all of a smaller region).
     V : int
-    floor : float
+        Analysed voxels.
 
     Returns
     -------
-    dict of region name -> int64 indices
+    dict of region name -> int64 indices (by decreasing score when there is one)
     """
-    reliable = (np.ones(V, bool) if noise_ceiling is None
-                else np.nan_to_num(np.asarray(noise_ceiling, float), nan=-1.0) >= floor)
+    from ..decode import select_voxels
+
     out = {}
     for name, mask in regions:
         inside = np.ones(V, bool) if mask is None else np.asarray(mask, bool)
-        out[name] = np.flatnonzero(inside & reliable)
+        if score is None:
+            out[name] = np.flatnonzero(inside)
+            continue
+        k = min(int(n_voxels), int(inside.sum()))
+        out[name] = (select_voxels(np.asarray(score, np.float64), k, mask=inside)
+                     if k else np.zeros(0, np.int64))
     return out
+
+
+def face_t(ne_all) -> np.ndarray:
+    """Face-vs-fixation t of every voxel in the GLM without any latent block, shape (V,).
+
+    Training trials enter by the face regressor alone, so the ranking favours no latent space;
+    the test images have regressors of their own and do not enter the face contrast.
+    """
+    from .. import glmstats
+
+    other = [n for n in ne_all.names if not n.startswith("z")]
+    return glmstats.whiten(ne_all, other).t_statistic("face").cpu().numpy()
 
 
 def space_encoding(space: str, test_betas: np.ndarray, W: np.ndarray, face_index: int,
@@ -142,7 +164,8 @@ def best_space(encodings: list[SpaceEncoding], min_r: float = 0.0) -> tuple[np.n
     return encoding.best_space_map({e.space: e.r for e in encodings}, min_score=min_r)
 
 
-def forward_maps(ne_all, latents, test_ids: list[str]) -> tuple[np.ndarray, dict[str, tuple]]:
+def forward_maps(ne_all, latents, test_ids: list[str], first_half=None,
+                 grid=None) -> tuple[np.ndarray, dict[str, tuple]]:
     """Space-neutral test betas and every space's forward map over all voxels.
 
     Parameters
@@ -152,14 +175,22 @@ def forward_maps(ne_all, latents, test_ids: list[str]) -> tuple[np.ndarray, dict
     latents : JointLatents
     test_ids : list of str
         Test-image identities, in the order of ``latents.test``.
+    first_half : NormalEquations, optional
+        One half of the runs (the split halves). With it, each space's latent weights are
+        ridge-regularised, the penalty of each voxel chosen by cross-validation between the
+        halves (:mod:`bids_facedecode.encoding_ridge`); without it they are least squares.
+    grid : sequence of float, optional
+        Candidate penalties (default :data:`encoding_ridge.DEFAULT_GRID`).
 
     Returns
     -------
     test_betas : ndarray of shape (N, V)
         Betas of the test images in the GLM without any latent block.
-    maps : dict of space -> (W of shape (D+1, V) with the face row last, centred test latents (N, D))
+    maps : dict of space -> (W (D+1, V) with the face row last, centred test latents (N, D),
+        penalty per voxel (V,))
     """
-    from .. import glmstats
+    from .. import encoding_ridge, glmstats
+    from .folds import subtract
 
     other = [n for n in ne_all.names if not n.startswith("z")]
     test_names = [f"test_{t}" for t in test_ids]
@@ -168,9 +199,20 @@ def forward_maps(ne_all, latents, test_ids: list[str]) -> tuple[np.ndarray, dict
     for i, t in enumerate(test_names):
         if t in names:
             B[i] = betas[names.index(t)].cpu().numpy()
+    folds = []
+    if first_half is not None:
+        second = subtract(ne_all, [first_half])
+        folds = [(first_half, second), (second, first_half)]
     maps = {}
     for space in latents.names:
         zcols = latents.z_columns(space)
-        W, _ = glmstats.block_betas(ne_all, zcols + other, zcols + ["face"])
-        maps[space] = (W.cpu().numpy(), latents.test[space] - latents.means[space])
+        columns = zcols + other
+        if folds:
+            lam, _ = encoding_ridge.choose_penalty(folds, columns, zcols,
+                                                   grid or encoding_ridge.DEFAULT_GRID)
+            W = encoding_ridge.ridge_maps(ne_all, columns, zcols, zcols + ["face"], lam)
+        else:
+            lam = np.zeros(ne_all.n_voxels)
+            W = glmstats.block_betas(ne_all, columns, zcols + ["face"])[0].cpu().numpy()
+        maps[space] = (W, latents.test[space] - latents.means[space], lam)
     return B, maps
