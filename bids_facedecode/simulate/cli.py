@@ -64,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write fMRIPrep-shaped derivatives in derivatives/fmriprep")
     p.add_argument("--nprocs", type=_positive_int, default=1,
                    help="processes generating runs in parallel (default 1)")
+    p.add_argument("--brain-code", default="params", metavar="CODE",
+                   help="what the face-selective voxels respond to linearly: 'params' (the "
+                   "faces' generative parameters), 'pca' or 'vaegan' (the latents of a shipped "
+                   "model), a model directory, or 'mix' (see --brain-code-mix); default params")
+    p.add_argument("--brain-code-mix", nargs="+", default=(), metavar="CODE=WEIGHT",
+                   help="with --brain-code mix: the components and their shares of the signal "
+                   "variance, e.g. pca=0.5 params=0.5")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
@@ -130,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             per_run_sidecars=args.per_run_sidecars,
             fmriprep=args.fmriprep,
             nprocs=args.nprocs,
+            brain_code=args.brain_code,
+            brain_code_mix=tuple(args.brain_code_mix),
         )
         path = simulate_dataset(args.out, cfg)
         print(path)

@@ -40,7 +40,14 @@ from .brain import (
     roi_labels,
     signal_regressors,
     simulate_motion,
-    standardise_params,
+)
+from .brain_code import (
+    CODE_FEATURES,
+    PARAMS,
+    BrainCode,
+    parse_brain_code,
+    subject_code,
+    write_code_features,
 )
 from .events import (
     FIX,
@@ -121,6 +128,8 @@ class SimulationConfig:
     motion_pct: float = 2.0
     ar_rho: float = 0.4
     imagery_gain: float = 0.2
+    brain_code: str = PARAMS
+    brain_code_mix: tuple[str, ...] = ()
 
     @property
     def noise_pct(self) -> float:
@@ -149,6 +158,11 @@ class SimulationConfig:
             raise UsageError(f"'noise' must be non-negative. Got {self.noise}.")
         if self.imagery_every < 0:
             raise UsageError(f"'imagery_every' must be >= 0. Got {self.imagery_every}.")
+        self.code()
+
+    def code(self) -> BrainCode:
+        """The brain code (:mod:`.brain_code`) of ``brain_code`` / ``brain_code_mix``."""
+        return parse_brain_code(self.brain_code, self.brain_code_mix)
 
 
 @dataclass
@@ -408,8 +422,14 @@ def _subject_runs(
     train_names: list[str],
     train_params: np.ndarray,
     stim_rows: list[dict],
+    test_code: np.ndarray,
+    train_code: np.ndarray,
 ) -> list[_RunTask]:
-    """Write one subject's events and stimuli; return the run tasks for the BOLD data."""
+    """Write one subject's events and stimuli; return the run tasks for the BOLD data.
+
+    ``test_code`` (n_test, K) and ``train_code`` (n_train, K) are the faces' brain-code
+    vectors (:func:`.brain_code.code_features`).
+    """
     lay = cfg.layout
     n_runs = cfg.runs_per_subject
     n_test = len(test_names)
@@ -417,8 +437,7 @@ def _subject_runs(
     sched = schedule_test_faces(rng, n_runs, n_test, lay.n_test)
     img_flags = imagery_runs(n_runs, cfg.imagery_every)
     img_order = np.concatenate([rng.permutation(n_test) for _ in range(n_runs // n_test + 1)])
-    std_test = standardise_params(test_params)
-    std_train = standardise_params(train_params)
+    std_test, std_train = test_code, train_code
     tasks = []
     n_img = 0
     for g in range(n_runs):
@@ -516,12 +535,14 @@ def _write_truth(
     brain: BrainSpace,
     truths: dict[int, SubjectTruth],
     stim_rows: list[dict],
+    codes: dict[int, tuple[np.ndarray, np.ndarray]],
+    test_sha1: list[str],
 ) -> None:
     out = root / TRUTH_DIR
     out.mkdir(parents=True, exist_ok=True)
     zooms = tuple(float(z) for z in np.abs(np.diag(brain.affine)[:3]))
     for sub, tr in truths.items():
-        vols = np.zeros(brain.shape + (1 + len(PARAM_NAMES),), dtype=np.float32)
+        vols = np.zeros(brain.shape + (1 + tr.weights.shape[0],), dtype=np.float32)
         vols[brain.mask, 0] = tr.face_amp
         vols[brain.mask, 1:] = tr.weights.T
         img = _nifti(vols, brain.affine, zooms + (1.0,))
@@ -542,15 +563,24 @@ def _write_truth(
         out / "atlas-simroi_dseg.tsv", sep="\t", index=False
     )
     pd.DataFrame(stim_rows).to_csv(out / "stimuli.tsv", sep="\t", index=False, na_rep="n/a")
+    code = cfg.code()
+    if not code.is_params:
+        write_code_features(out / CODE_FEATURES, stim_rows, codes, test_sha1)
     cfg_dict = asdict(cfg)
     info = {
         "generator": {"name": "bids_facedecode-simulate", "version": __version__},
         "config": cfg_dict,
         "seed": cfg.seed,
         "param_names": list(PARAM_NAMES),
+        "brain_code": code.label,
+        "brain_code_components": [{"code": n, "weight": w} for n, w in code.components],
         "brain_coding": {
             "gender": "+1 male / -1 female (stimuli.tsv: 1 male / 0 female)",
             "other": "the values in stimuli.tsv (standardised, about N(0, 1))",
+        } if code.is_params else {
+            "features": "braincode_features.tsv: per stimulus (sha1, subject), the code vector "
+            "c1..cK the voxels respond to (latents centred on the subject's training faces, "
+            "scaled to the total variance of the params code; see brain_code.py)",
         },
         "model": (
             "psc_v(t) = a_v*face(t) + sum_k w_vk*p_k(t) + drift + motion + AR(1) noise; "
@@ -595,7 +625,8 @@ def _write_truth(
         },
         "files": {
             "weights": "sub-<label>_desc-weights_voxelweights.nii.gz: volume 0 face amplitude "
-            "(PSC), volumes 1..P weights (PSC per unit of each coded parameter)",
+            "(PSC), volumes 1..K weights (PSC per unit of each code feature: the P "
+            "parameters, or the brain code's features)",
             "mask": "sub-<label>_desc-faceselective_mask.nii.gz",
             "atlas": "atlas-simroi_dseg.nii.gz / .tsv",
             "stimuli": "stimuli.tsv: stim_file (relative to stimuli/), sha1, subject, role "
@@ -683,11 +714,15 @@ def _simulate_into(root: Path, cfg: SimulationConfig) -> None:
     pool = None
     if cfg.nprocs > 1:
         pool = ProcessPoolExecutor(max_workers=cfg.nprocs, mp_context=get_context("spawn"))
+    code = cfg.code()
+    codes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     try:
         for s in range(1, cfg.subjects + 1):
+            codes[s] = subject_code(code, train_params[s], test_params, test_imgs,
+                                    cfg.image_size)
             truth = make_subject_truth(
                 brain,
-                len(PARAM_NAMES),
+                codes[s][0].shape[1],
                 _rng(cfg.seed, _SUBJECT, s),
                 weight_pct=cfg.weight_pct,
                 noise_pct=cfg.noise_pct,
@@ -698,7 +733,7 @@ def _simulate_into(root: Path, cfg: SimulationConfig) -> None:
             off = cfg.n_test + (s - 1) * n_train
             tasks = _subject_runs(
                 cfg, s, root, brain, truth, test_params, test_names, test_jpegs,
-                names[off : off + n_train], train_params[s], stim_rows,
+                names[off : off + n_train], train_params[s], stim_rows, codes[s][1], codes[s][0],
             )
             results = pool.map(_simulate_run, tasks) if pool else map(_simulate_run, tasks)
             for res in results:
@@ -711,4 +746,6 @@ def _simulate_into(root: Path, cfg: SimulationConfig) -> None:
             root / "derivatives" / "fmriprep" / "dataset_description.json",
             fp.dataset_description(__version__),
         )
-    _write_truth(root, cfg, brain, truths, stim_rows)
+    _write_truth(root, cfg, brain, truths, stim_rows, codes,
+                 [hashlib.sha1(j).hexdigest() for j in test_jpegs])
+
