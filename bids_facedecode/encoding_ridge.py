@@ -25,7 +25,7 @@ import torch
 from .device import GRAM_DTYPE
 from .errors import DataError
 
-DEFAULT_GRID = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+DEFAULT_GRID = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 
 
 def _present(ne, columns: Sequence[str]) -> list[int]:
