@@ -83,8 +83,9 @@ def _decoder_sentence(docs: list[dict]) -> str:
                 "each voxel weighted by the inverse of its residual variance.")
     if decoder == "ridge":
         return ("the latent vector of each test pattern b was decoded as ẑ = b Wᵀ(WWᵀ + λI)⁻¹ "
-                "(ridge, λ chosen by cross-validation over sessions, or odd and even runs, of the "
-                "training trials), where W "
+                "(ridge, λ chosen by cross-validation over sessions, or odd and even runs: the "
+                "penalty of best pairwise identification, on latents centred on the training mean, "
+                "of held-out patterns of training images; never the test images), where W "
                 "holds the selected voxels' latent and face weights.")
     return ("the latent vector of each test pattern b was decoded as ẑ = b Wᵀ(WWᵀ)⁻¹, where W "
             "holds the selected voxels' latent and face weights.")
