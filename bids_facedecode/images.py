@@ -17,9 +17,12 @@ from .errors import DataError, NoInputError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp")
 
 
-def content_hash(path: str | Path) -> str:
-    """Return the SHA-1 hex digest of a file's bytes (stimuli are identified by content)."""
-    h = hashlib.sha1()
+def content_hash(path: str | Path, algorithm: str = "sha1") -> str:
+    """Return the hex digest of a file's bytes (stimuli are identified by their SHA-1).
+
+    ``algorithm`` is any name :func:`hashlib.new` knows (``"sha256"`` for tables keyed so).
+    """
+    h = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)

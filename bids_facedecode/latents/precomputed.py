@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CantCreateError, DataError, NoInputError
+from ..images import content_hash
 from .base import SHARED_FILE_MODE
 
 log = logging.getLogger("bids_facedecode.latents")
@@ -139,7 +140,7 @@ class LatentTable:
             raise ValueError("'hashes' must have one entry per stimulus file")
         if files is not None and len(files) != len(stim_files):
             raise ValueError("'files' must have one entry per stimulus file")
-        sha256 = ([_sha256_of(f) for f in files] if files is not None and self.has_sha256_keys
+        sha256 = ([content_hash(f, "sha256") for f in files] if files is not None and self.has_sha256_keys
                   else [""] * len(stim_files))
         lv = self._levels()
         rows = np.empty(len(stim_files), dtype=np.int64)
@@ -168,16 +169,6 @@ class LatentTable:
             raise DataError(f"{self.source}: no latents for {len(missing)} of {len(stim_files)} "
                             f"stimuli: {shown}")
         return self.latents[rows]
-
-
-def _sha256_of(path: str | Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------ readers
