@@ -36,7 +36,7 @@ from bids_facedecode.bidsio.masks import participant_mask
 from bids_facedecode.config import Settings
 from bids_facedecode.reliability import noise_ceiling
 from bids_facedecode.simulate import SimulationConfig, simulate_dataset
-from bids_facedecode.simulate.faces import PARAM_NAMES
+from bids_facedecode.simulate.brain_code import write_params_table
 from bids_facedecode.workflow import encoding_eval
 from bids_facedecode.workflow.decoding import _half_test_betas, plan_analyses
 from bids_facedecode.workflow.inputs import collect_inputs
@@ -46,23 +46,12 @@ from bids_facedecode.workflow.streaming import fit_joint_glm
 SPACES = ("params", "pca", "vaegan")
 
 
-def params_table(bids: Path, path: Path) -> Path:
-    """The simulator's generative parameters of every stimulus as a precomputed latent table."""
-    stim = pd.read_csv(bids / "sourcedata" / "simulation" / "stimuli.tsv", sep="\t")
-    stim = stim[stim["role"] != "placeholder"].drop_duplicates("sha1")
-    table = pd.DataFrame({"sha1": stim["sha1"]})
-    for k, name in enumerate(PARAM_NAMES):
-        table[f"z{k + 1}"] = stim[name].to_numpy(float)
-    table.to_csv(path, sep="\t", index=False)
-    return path
-
-
 def analyse(bids: Path, work: Path, n_voxels: int, n_perm: int, seed: int,
             ols: bool = False) -> list[dict]:
     """Encoding and identification of every space for the dataset's one participant."""
     settings = Settings(bids_dir=bids, output_dir=(work / "out").resolve(),
                         analysis_level="participant", latent_spaces=SPACES,
-                        latents={"params": params_table(bids, work / "params.tsv")},
+                        latents={"params": write_params_table(bids, work / "params.tsv")},
                         n_voxels=n_voxels, nprocs=2)
     device = torch.device("cpu")
     inputs = collect_inputs(settings, index_dataset(bids), "01", filters={})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import nibabel as nib
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -12,22 +11,11 @@ from bids_facedecode.bidsio.layout import index_dataset
 from bids_facedecode.bidsio.masks import participant_mask
 from bids_facedecode.config import Settings
 from bids_facedecode.simulate import SimulationConfig, simulate_dataset
-from bids_facedecode.simulate.faces import PARAM_NAMES
+from bids_facedecode.simulate.brain_code import write_params_table
 from bids_facedecode.workflow import encoding_eval
 from bids_facedecode.workflow.inputs import collect_inputs
 from bids_facedecode.workflow.spaces import compute_latents, open_spaces
 from bids_facedecode.workflow.streaming import fit_joint_glm
-
-
-def params_table(bids, path):
-    """The simulator's generative parameters as a precomputed latent table (a third space)."""
-    stim = pd.read_csv(bids / "sourcedata" / "simulation" / "stimuli.tsv", sep="\t")
-    stim = stim[stim["role"] != "placeholder"].drop_duplicates("sha1")
-    table = pd.DataFrame({"sha1": stim["sha1"]})
-    for k, name in enumerate(PARAM_NAMES):
-        table[f"z{k + 1}"] = stim[name].to_numpy(float)
-    table.to_csv(path, sep="\t", index=False)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +28,7 @@ def pca_coded(tmp_path_factory, small_pca):
     settings = Settings(bids_dir=bids, output_dir=(tmp / "out").resolve(),
                         analysis_level="participant", latent_spaces=("pca", "params"),
                         latent_models={"pca": str(small_pca)},
-                        latents={"params": str(params_table(bids, tmp / "params.tsv"))})
+                        latents={"params": str(write_params_table(bids, tmp / "params.tsv"))})
     layout = index_dataset(settings.bids_dir)
     device = torch.device("cpu")
     spaces = open_spaces(settings, device)

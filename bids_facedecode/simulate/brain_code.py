@@ -220,3 +220,30 @@ def write_code_features(path: Path, stim_rows: list[dict],
             }))
     pd.concat(frames).to_csv(path, sep="\t", index=False,
                              float_format="%.6g")
+
+
+def write_params_table(bids_root: Path, path: Path) -> Path:
+    """The generative parameters of every stimulus as a precomputed latent table.
+
+    Analysing a simulated dataset with ``--latents params=PATH`` adds the space the ``params``
+    code is linear in (columns ``sha1``, ``z1..zP`` in :data:`faces.PARAM_NAMES` order, the
+    values of ``stimuli.tsv``: gender 1 male / 0 female, an affine image of the code's ±1).
+
+    Parameters
+    ----------
+    bids_root : Path
+        The simulated dataset.
+    path : Path
+        The TSV to write.
+
+    Returns
+    -------
+    Path
+    """
+    stim = pd.read_csv(Path(bids_root) / "sourcedata" / "simulation" / "stimuli.tsv", sep="\t")
+    stim = stim[stim["role"] != "placeholder"].drop_duplicates("sha1")
+    table = pd.DataFrame({"sha1": stim["sha1"]})
+    for k, name in enumerate(PARAM_NAMES):
+        table[f"z{k + 1}"] = stim[name].to_numpy(float)
+    table.to_csv(path, sep="\t", index=False)
+    return path
