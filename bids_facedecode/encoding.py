@@ -31,6 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import DataError
+from .evaluate import as_generator, check_n_perm
 
 
 class EncodingScores(NamedTuple):
@@ -141,15 +142,6 @@ def ceiling_normalised(scores: EncodingScores, noise_ceiling, floor: float = 0.1
                           np.where(ok, scores.r2 / safe, np.nan))
 
 
-def _rng(rng) -> np.random.Generator:
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-
-
-def _check_perm(n_perm: int) -> None:
-    if int(n_perm) < 1:
-        raise DataError(f"n_perm: must be >= 1, got {n_perm}")
-
-
 def permutation_null(observed, predicted, n_perm: int = 1000, rng=None, batch: int = 64
                      ) -> tuple[float, np.ndarray, float]:
     """Mean encoding ``r`` over voxels and its null from permuted test-image assignments.
@@ -174,8 +166,8 @@ def permutation_null(observed, predicted, n_perm: int = 1000, rng=None, batch: i
         One-sided ``(1 + #{null ≥ observed}) / (1 + n_perm)``.
     """
     B, P = _paired(observed, predicted)
-    _check_perm(n_perm)
-    rng = _rng(rng)
+    check_n_perm(n_perm)
+    rng = as_generator(rng)
     obs = float(np.nanmean(_columnwise_r(B, P)))
     null = np.empty(int(n_perm))
     for start in range(0, int(n_perm), batch):
@@ -219,7 +211,7 @@ def paired_comparison(observed, predicted_a, predicted_b, n_perm: int = 1000, rn
     """
     B, Pa = _paired(observed, predicted_a)
     _, Pb = _paired(observed, predicted_b)
-    _check_perm(n_perm)
+    check_n_perm(n_perm)
     sst = ((B - B.mean(0)) ** 2).sum(0)
     keep = sst > 0
     if not keep.any():
@@ -232,7 +224,7 @@ def paired_comparison(observed, predicted_a, predicted_b, n_perm: int = 1000, rn
     if 2 ** n <= int(n_perm):
         signs = 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)
     else:
-        signs = 1 - 2 * (_rng(rng).random((int(n_perm), n)) < 0.5)
+        signs = 1 - 2 * (as_generator(rng).random((int(n_perm), n)) < 0.5)
     null = signs @ d
     diff = float(d.sum())
     extreme = int(np.sum(np.abs(null) >= abs(diff) - 1e-12))

@@ -218,8 +218,15 @@ def nway_identification(decoded, true, reference=None) -> Identification:
     return Identification(per_item, float(per_item.mean()))
 
 
-def _rng(rng) -> np.random.Generator:
+def as_generator(rng) -> np.random.Generator:
+    """``rng`` itself when it is a numpy Generator, else a new one seeded with it."""
     return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
+def check_n_perm(n_perm: int) -> None:
+    """Raise :class:`DataError` unless at least one permutation is asked for."""
+    if int(n_perm) < 1:
+        raise DataError(f"n_perm: must be >= 1, got {n_perm}")
 
 
 def permutation_test(scores, target, n_perm: int = 10000, rng=None) -> PermutationTest:
@@ -244,8 +251,7 @@ def permutation_test(scores, target, n_perm: int = 10000, rng=None) -> Permutati
     -------
     PermutationTest
     """
-    if n_perm < 1:
-        raise DataError(f"n_perm: must be >= 1, got {n_perm}")
+    check_n_perm(n_perm)
     S = np.asarray(scores, dtype=np.float64)
     S = S[None] if S.ndim == 2 else S
     target = np.asarray(target, dtype=np.int64)
@@ -271,7 +277,7 @@ def permutation_test(scores, target, n_perm: int = 10000, rng=None) -> Permutati
         for start in range(0, len(perms), PERM_BLOCK):
             add(perms[start:start + PERM_BLOCK])
         return PermutationTest(observed, count / len(perms), chance, len(perms), True)
-    rng = _rng(rng)
+    rng = as_generator(rng)
     base = np.broadcast_to(np.arange(n), (min(n_perm, PERM_BLOCK), n))
     for start in range(0, n_perm, PERM_BLOCK):
         add(rng.permuted(base[: min(PERM_BLOCK, n_perm - start)], axis=1))
