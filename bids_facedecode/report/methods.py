@@ -160,6 +160,11 @@ def methods_text(rec: ParticipantRecord) -> tuple[list[str], list[str]]:
           + "; VanRullen & Reddy's (2019) uncentred correlation is reported as a secondary metric; "
           f"permutation p-values over the assignment of decoded to true images ({n_perm} draws, or "
           f"every permutation when there are fewer; seed {cfg.get('seed', 'n/a')})"]
+    if any((d.get("metrics", {}).get("pairwise_latent") or {}).get("ceiling") is not None
+           for d in rec.metrics.values()):
+        ev.append("on this simulated dataset, latent identification beside its ceiling: the same "
+                  "metric when the same test betas and voxels are decoded through the simulator's "
+                  "true weights, in the brain code's feature space")
     if "gender_accuracy" in metrics:
         ev.append("gender: the decoded vector called male when its projection on the gender axis "
                   "(mean male minus mean female training latent), taken from the training mean, is "

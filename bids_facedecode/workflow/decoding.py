@@ -29,6 +29,7 @@ import pandas as pd
 
 from .. import decode, gender, glmstats, reliability, ridge, selection
 from ..bidsio.labels import stimulus_genders
+from ..bidsio.simulation_truth import read_simulation_truth
 from ..config import Settings
 from ..errors import DataError, UsageError
 from .evaluation import EvalContext, evaluate_decoded
@@ -42,6 +43,7 @@ from .inputs import ParticipantInputs
 from .reuse import SavedDecoder, load_decoder, voxel_index
 from .ridge_inputs import choose_region_ridge, fold_maps
 from .spaces import JointLatents, LatentSpace
+from .truth_ceiling import TruthCeiling
 
 LOG = logging.getLogger(__name__)
 FACE = "face"
@@ -58,6 +60,7 @@ class Analyses:
     cv_kind: str = ""
     rois: dict[str, np.ndarray] = field(default_factory=dict)   # region -> bool (V,)
     saved: dict[str, SavedDecoder] = field(default_factory=dict)  # space -> decoder
+    truth: TruthCeiling | None = None  # simulated data: the true-weights ceiling
 
 
 def load_saved_decoders(settings: Settings) -> dict[str, SavedDecoder]:
@@ -98,6 +101,10 @@ def plan_analyses(settings: Settings, inputs: ParticipantInputs, mask_img,
         from ..roi import load_atlas, roi_masks
 
         out.rois = roi_masks(load_atlas(settings.roi_atlas, settings.roi_labels), mask_img)
+    truth = read_simulation_truth(settings.bids_dir, inputs.subject, mask_img)
+    if truth is not None:
+        out.truth = TruthCeiling(truth, inputs.test_ids, inputs.train_ids, inputs.runs[0].bold,
+                                 np.asarray(mask_img.dataobj).astype(bool))
     return out
 
 
@@ -306,6 +313,7 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
         if W is None:
             W = B_sel[: D + 1]
         B_test, B_img = B_sel[test_rows], B_sel[img_rows]
+        ceiling = analyses.truth.identification(B_test, sel) if analyses.truth is not None else {}
         for dec in decoders:
             lam = 0.0
             try:
@@ -343,6 +351,8 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
             if dec == "ridge":
                 labels["ridge"] = lam
             m, per, recon = evaluate_decoded(ctx, test_dec, img_dec, zm, labels)
+            for base, value in ceiling.items():
+                m[base]["ceiling"] = value
             suffix = ("" if dec == decoders[0] else f"_{dec}") + ("" if roi == "all" else f"_roi-{roi}")
             for base, md in m.items():
                 metrics[base + suffix] = {**md, "metric": base}
