@@ -16,7 +16,12 @@ It prints a table (true code x space): how often each space wins (highest value)
 measure, and how often its paired encoding test against every other space is significant
 (p < 0.05). ::
 
-    python benchmarks/bench_model_recovery.py [--seeds 10] [--noise 1.5 3 6] [--quick]
+    python benchmarks/bench_model_recovery.py [--seeds 10] [--noise 1.5 3 6] [--quick] \
+        [--first-seed 0] [--out rows.tsv]
+    python benchmarks/bench_model_recovery.py --tables-from rows.tsv [more.tsv ...]
+
+``--out`` appends every participant's rows as soon as it is analysed (a long sweep can be
+split over several runs with ``--first-seed``); ``--tables-from`` prints the tables of saved rows.
 """
 
 from __future__ import annotations
@@ -106,28 +111,43 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="1 session of 4 runs at 8 mm")
     ap.add_argument("--ols", action="store_true",
                     help="least-squares forward maps instead of the cross-validated ridge")
-    ap.add_argument("--out", type=Path, help="also write every participant's rows (TSV)")
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
+    ap.add_argument("--out", type=Path, help="append every participant's rows to this TSV")
+    ap.add_argument("--tables-from", type=Path, nargs="+", help="print the tables of saved rows")
     args = ap.parse_args(argv)
+    if args.tables_from:
+        print_tables(pd.concat([pd.read_csv(p, sep="\t") for p in args.tables_from]))
+        return 0
     shape = (dict(sessions=1, runs=4, resolution=8.0) if args.quick
              else dict(sessions=2, runs=8, resolution=4.0))
     records = []
     t0 = time.perf_counter()
     for noise in args.noise:
         for code in args.codes:
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 with tempfile.TemporaryDirectory() as tmp:
                     tmp = Path(tmp)
                     cfg = SimulationConfig(subjects=1, seed=1000 + seed, noise=noise,
                                            brain_code=code, nprocs=1, **shape)
                     bids = simulate_dataset(tmp / "bids", cfg)
-                    for row in analyse(bids, tmp, args.n_voxels, args.n_permutations, seed,
-                                       args.ols):
-                        records.append({"noise": noise, "code": code, "seed": seed, **row})
+                    rows = [{"noise": noise, "code": code, "seed": seed, **row}
+                            for row in analyse(bids, tmp, args.n_voxels, args.n_permutations,
+                                               seed, args.ols)]
+                records += rows
+                if args.out:
+                    pd.DataFrame(rows).to_csv(args.out, sep="\t", index=False, mode="a",
+                                              header=not args.out.exists())
                 print(f"  noise {noise} code {code} seed {seed} done "
                       f"({time.perf_counter() - t0:.0f} s)", flush=True)
-    df = pd.DataFrame(records)
-    if args.out:
-        df.to_csv(args.out, sep="\t", index=False)
+    print_tables(pd.DataFrame(records))
+    print(f"\n{len(records) // len(SPACES)} participants in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+def print_tables(df: pd.DataFrame) -> None:
+    """Win fractions per (noise, true code) and space, and the paired test's recovery rate."""
+    n = df.groupby(["noise", "code"])["seed"].nunique()
+    print("participants per (noise, code):\n" + n.to_string())
     for measure in ("encoding_r2", "encoding_r", "identification"):
         best = df.loc[df.groupby(["noise", "code", "seed"])[measure].idxmax()]
         wins = (best.groupby(["noise", "code"])["space"].value_counts(normalize=True)
@@ -144,8 +164,6 @@ def main(argv: list[str] | None = None) -> int:
                         float(true[cols].all(axis=1).mean())})
     if sig:
         print("\n" + pd.DataFrame(sig).round(2).to_string(index=False))
-    print(f"\n{len(df) // len(SPACES)} participants in {time.perf_counter() - t0:.0f} s")
-    return 0
 
 
 if __name__ == "__main__":
