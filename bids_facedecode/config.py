@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_TASK = "faces"
+#: The BIDS-App analysis levels this app runs.
+ANALYSIS_LEVELS = ("participant", "group")
 
 
 @dataclass(frozen=True)

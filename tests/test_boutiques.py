@@ -22,7 +22,7 @@ from bids_facedecode.boutiques import (
     main,
 )
 from bids_facedecode.cli import build_parser
-from bids_facedecode.errors import EXIT_CODES
+from bids_facedecode.errors import EXIT_CODES, FaceDecodeError
 
 REPO = Path(__file__).resolve().parents[1]
 DESCRIPTOR = REPO / "boutiques.json"
@@ -58,11 +58,11 @@ def _probe_type(action: argparse.Action) -> tuple[str, bool | None]:
     if action.type is None:
         return "String", None
     value = None
-    for sample in ("7", "0.5"):  # a count, a size, ... or a probability
+    for sample in ("7", "0.5", *(action.choices or ())):  # a count, a size, a probability, a choice
         try:
             value = action.type(sample)
             break
-        except (argparse.ArgumentTypeError, ValueError, TypeError):
+        except (argparse.ArgumentTypeError, ValueError, TypeError, FaceDecodeError):
             continue
     if value is None:
         return "String", None
