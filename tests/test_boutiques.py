@@ -242,6 +242,21 @@ def test_metadata(desc) -> None:
     assert [o["path-template"] for o in desc["output-files"]] == [OUT_KEY]
 
 
+def test_bids_app_spec_version(desc, tmp_path) -> None:
+    """The BIDS Apps execution specification requires custom.BIDSAppSpecVersion (a string)."""
+    from bids_facedecode.boutiques import BIDS_APP_SPEC_VERSION
+
+    version = desc["custom"]["BIDSAppSpecVersion"]
+    assert isinstance(version, str) and version == BIDS_APP_SPEC_VERSION
+    assert re.fullmatch(r"\d+\.\d+\.\d+(\.dev\d*)?", version), version
+    # the committed-file check fails when the field is dropped
+    stale = json.loads(DESCRIPTOR.read_text())
+    del stale["custom"]["BIDSAppSpecVersion"]
+    path = tmp_path / "boutiques.json"
+    path.write_text(descriptor_json(stale))
+    assert main([str(path), "--check"]) == 1
+
+
 def test_declared_outputs_match_the_writers(desc) -> None:
     from bids_facedecode.bidsio.participant_outputs import metrics_path
 
