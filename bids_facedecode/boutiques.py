@@ -37,8 +37,8 @@ from .boutiques_inputs import (
 from .errors import EXIT_CODES, EXIT_SUCCESS
 
 SCHEMA_VERSION = "0.5"
-#: The BIDS Apps execution specification's version (its change log, bids-standard/execution-spec,
-#: now published under standards/execution on the BIDS website): the descriptor's
+#: The BIDS Apps execution specification's version (the change log of bids-standard/execution-spec,
+#: published under standards/execution on the BIDS website): the descriptor's
 #: ``custom.BIDSAppSpecVersion``, which that specification requires.
 BIDS_APP_SPEC_VERSION = "0.1.0.dev"
 GENERATE_COMMAND = "python -m bids_facedecode.boutiques boutiques.json"
