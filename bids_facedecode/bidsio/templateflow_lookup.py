@@ -228,8 +228,11 @@ def template_image(template: str, resolution: int = REPORT_RESOLUTION,
     the template or a fetched T1w image is missing, so that callers fall back on another image.
     """
     home = templateflow_home() if home is None else home
-    if not re.fullmatch(_LABEL, template) or not (home / f"tpl-{template}").is_dir():
+    folder = home / f"tpl-{template}"
+    if not re.fullmatch(_LABEL, template) or not folder.is_dir():
         return None
+    if not any(_fetched(p) for p in folder.rglob(f"tpl-{template}*_T1w.nii.gz")):
+        return None  # e.g. TemplateFlow's skeleton: no need to index the home
     try:
         client = _client(home)
         found = [p for p in client.ls(template, suffix="T1w", desc=None, extension=".nii.gz")
