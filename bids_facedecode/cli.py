@@ -17,11 +17,17 @@ from . import __version__
 from .argtypes import positive_float as _positive_float
 from .argtypes import positive_int as _positive_int
 from .argtypes import probability as _probability
-from .config import DEFAULT_TASK, EventSpec, Settings
-from .errors import EXIT_CODES, EXIT_FAILURE, EXIT_USAGE, FaceDecodeError, UsageError
+from .config import ANALYSIS_LEVELS, DEFAULT_TASK, EventSpec, Settings
+from .errors import (
+    EXIT_CODES,
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    AnalysisLevelError,
+    FaceDecodeError,
+    UsageError,
+)
 
 LOG = logging.getLogger("bids_facedecode")
-LATENT_SPACES = ("vaegan", "pca")
 DEFAULT_SPACE = "MNI152NLin2009cAsym"
 
 
@@ -30,6 +36,14 @@ def _space_file(text: str) -> tuple[str, Path]:
     if not sep or not space or not path:
         raise argparse.ArgumentTypeError(f"expected SPACE=FILE, got {text!r}")
     return space.strip().lower(), Path(path).expanduser()
+
+
+def _analysis_level(text: str) -> str:
+    """The analysis level; an unknown one exits 17 (BIDS-App specification), not 64."""
+    if text not in ANALYSIS_LEVELS:
+        raise AnalysisLevelError(f"analysis_level {text!r}: unknown analysis level; expected "
+                                 f"{' or '.join(ANALYSIS_LEVELS)}")
+    return text
 
 
 def _epilog() -> str:
@@ -44,7 +58,18 @@ def _epilog() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (also checked against boutiques.json by the tests)."""
+    """The argument parser (also checked against boutiques.json by the tests).
+
+    An unknown analysis level raises :class:`~bids_facedecode.errors.AnalysisLevelError` out of
+    ``parse_args`` (exit code 17) instead of argparse's usage error.
+    """
+    from .device import DEVICE_CHOICES
+    from .glm import PRECISIONS
+    from .latents.registry import LATENT_SPACES
+    from .noise import NOISE_MODELS
+    from .selection import CORRECTIONS
+    from .workflow.decoding import DECODERS, SELECTIONS
+
     p = argparse.ArgumentParser(
         prog="bids_facedecode",
         description="Decode and reconstruct seen and imagined faces from fMRI "
@@ -54,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("bids_dir", type=Path, help="root of the input BIDS dataset")
     p.add_argument("output_dir", type=Path, help="where derivatives and reports are written")
-    p.add_argument("analysis_level", choices=["participant", "group"],
+    p.add_argument("analysis_level", type=_analysis_level, choices=ANALYSIS_LEVELS,
                    help="participant: fit and decode each participant; group: summarise output_dir")
     p.add_argument("--version", action="version", version=f"bids_facedecode {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, dest="verbosity",
@@ -68,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--task", default=DEFAULT_TASK, help="task label of the face runs (default: %(default)s)")
     sel.add_argument("--bids-filter-file", type=Path, metavar="FILE",
                      help='JSON file of extra entity filters, e.g. {"bold": {"run": [1, 2]}}')
-    sel.add_argument("--skip-bids-validation", action="store_true",
+    sel.add_argument("--skip-bids-validation", "--skip_bids_validation", action="store_true",
                      help="do not run the BIDS validator on the input")
     sel.add_argument("--bids-database-dir", type=Path, metavar="DIR",
                      help="pybids index database folder, created or reused")
@@ -110,13 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="cosine drift high-pass cutoff in Hz (default: 1/128)")
 
     ana = p.add_argument_group("analyses")
-    ana.add_argument("--decoder", nargs="+", choices=["ols", "wls", "ridge"], default=["ols"],
-                     dest="decoders", metavar="{ols,wls,ridge}",
+    ana.add_argument("--decoder", nargs="+", choices=DECODERS, default=["ols"],
+                     dest="decoders", metavar="{" + ",".join(DECODERS) + "}",
                      help="decoders to run and report: ols (the paper's inverse), wls (voxels weighted "
                           "by 1/residual variance), ridge (penalty chosen by cross-validation across "
                           "sessions on training trials); the first names the saved decoder "
                           "(default: ols)")
-    ana.add_argument("--voxel-selection", choices=["ftest", "noiseceiling", "paper"], default="ftest",
+    ana.add_argument("--voxel-selection", choices=SELECTIONS, default="ftest",
                      help="ftest: the --n-voxels voxels of highest latent-block F; noiseceiling: the "
                           "--n-voxels of highest split-half noise ceiling of the test images; paper: "
                           "every voxel significant both for face > fixation (one-sided t) and for the "
@@ -127,14 +152,18 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--selection-p-latent", type=_probability, default=0.05, metavar="P",
                      help="--voxel-selection paper: threshold on the p-value of the latent-block F "
                           "(default: %(default)s)")
-    ana.add_argument("--selection-correction", choices=["uncorrected", "fdr"], default="uncorrected",
+    ana.add_argument("--selection-correction", choices=CORRECTIONS, default="uncorrected",
                      help="--voxel-selection paper: the thresholds apply to uncorrected p-values, or "
                           "are false discovery rates (Benjamini-Hochberg over the analysed voxels, "
                           "each map on its own) (default: %(default)s)")
-    ana.add_argument("--roi-atlas", type=Path, metavar="NIFTI",
-                     help="label atlas (e.g. a _dseg.nii.gz): decode within each region too")
+    ana.add_argument("--roi-atlas", metavar="ATLAS",
+                     help="label atlas: decode within each region too; a NIfTI file (e.g. a "
+                          "_dseg.nii.gz) or a TemplateFlow atlas looked up offline in "
+                          "$TEMPLATEFLOW_HOME, as TEMPLATE:atlas-ATLAS[:desc-DESC][:res-RES] or "
+                          "as its file name tpl-..._dseg.nii.gz")
     ana.add_argument("--roi-labels", type=Path, metavar="TSV",
-                     help="labels table of --roi-atlas (index, name; default: the .tsv beside it)")
+                     help="labels table of --roi-atlas (index, name; default: the .tsv beside it, "
+                          "or TemplateFlow's _dseg.tsv)")
     ana.add_argument("--imagery-labels", type=Path, metavar="TSV",
                      help="imagined face of each imagery trial: columns imagined_stim_file, onset and "
                           "events_file (or subject/participant_id, session, run; sub-/ses-/run- "
@@ -149,9 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "test); the paper drew 1000000 (default: %(default)s)")
 
     perf = p.add_argument_group("performance")
-    perf.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+    perf.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
                       help="where the GLM runs; auto picks CUDA when present (default: %(default)s)")
-    perf.add_argument("--nprocs", "--n-cpus", type=_positive_int, default=os.cpu_count() or 1,
+    perf.add_argument("--nprocs", "--n-cpus", "--n_cpus", type=_positive_int, default=os.cpu_count() or 1,
                       metavar="N", help="parallel workers for reading runs (default: all cores)")
     perf.add_argument("--mem", "--mem-gb", type=_positive_float, default=4.0, metavar="GB",
                       help="memory budget in GB for the data and the GLM (batches, voxel chunks, "
@@ -171,12 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "without refitting")
 
     engine = p.add_argument_group("GLM engine")
-    engine.add_argument("--noise-model", choices=["ar1", "ols"], default="ar1",
+    engine.add_argument("--noise-model", choices=NOISE_MODELS, default="ar1",
                         help="temporal noise model of the GLM: ar1 (each run prewhitened with its "
                              "AR(1) coefficient, pooled over voxels; calibrated t, F and p-values) or "
                              "ols (white noise: t and F too large on autocorrelated fMRI noise) "
                              "(default: %(default)s)")
-    engine.add_argument("--glm-precision", choices=["mixed", "double"], default="mixed",
+    engine.add_argument("--glm-precision", choices=PRECISIONS, default="mixed",
                         help="arithmetic of the big X'Y product: float32 summed in float64 "
                              "(mixed, ~1e-7 relative, 2x faster on CPUs) or float64 throughout "
                              "(default: %(default)s)")
@@ -225,8 +254,24 @@ def _input_and_rerun_settings(args: argparse.Namespace) -> dict:
             "overwrite": args.overwrite}
 
 
+def _roi_atlas_settings(args: argparse.Namespace) -> dict:
+    """``roi_atlas`` and ``roi_labels``: a file as given, or a TemplateFlow name resolved now."""
+    from .bidsio.templateflow_lookup import looks_like_templateflow, resolve_atlas
+
+    labels = args.roi_labels.resolve() if args.roi_labels else None
+    if args.roi_atlas is None:
+        return {"roi_atlas": None, "roi_labels": labels}
+    path = Path(args.roi_atlas).expanduser()
+    if path.is_file() or not looks_like_templateflow(args.roi_atlas):
+        return {"roi_atlas": path.resolve(), "roi_labels": labels}
+    image, table = resolve_atlas(args.roi_atlas)
+    return {"roi_atlas": image, "roi_labels": labels or table}
+
+
 def settings_from_args(args: argparse.Namespace, argv: list[str]) -> Settings:
     """Check paths and combinations the parser cannot, and build :class:`Settings`."""
+    from .latents.registry import LATENT_SPACES
+
     bids_dir = args.bids_dir.expanduser().resolve()
     output_dir = args.output_dir.expanduser().resolve()
     if not bids_dir.is_dir():
@@ -266,8 +311,7 @@ def settings_from_args(args: argparse.Namespace, argv: list[str]) -> Settings:
         verbosity=args.verbosity, command_line=shlex.join(["bids_facedecode", *argv]),
         **_input_and_rerun_settings(args),
         decoders=tuple(dict.fromkeys(args.decoders)), voxel_selection=args.voxel_selection,
-        roi_atlas=args.roi_atlas.resolve() if args.roi_atlas else None,
-        roi_labels=args.roi_labels.resolve() if args.roi_labels else None,
+        **_roi_atlas_settings(args),
         imagery_labels=args.imagery_labels.resolve() if args.imagery_labels else None,
         decoder_from=tuple(p.resolve() for p in args.decoder_from),
         n_permutations=args.n_permutations,
@@ -280,7 +324,7 @@ def settings_from_args(args: argparse.Namespace, argv: list[str]) -> Settings:
 
 def LATENT_SPACES_AVAILABLE() -> list[str]:  # noqa: N802 - reads like a constant at the call site
     """Spaces with a model shipped in the package, in the default decoding order."""
-    from .latents.registry import shipped_models
+    from .latents.registry import LATENT_SPACES, shipped_models
 
     shipped = shipped_models()
     return [s for s in LATENT_SPACES if s in shipped]
@@ -304,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits 2 on usage errors; the BIDS-App spec says 64
         code = exc.code if isinstance(exc.code, int) else EXIT_FAILURE
         return EXIT_USAGE if code == 2 else code
+    except AnalysisLevelError as exc:
+        print(f"bids_facedecode: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     _setup_logging(args.verbosity)
     try:
         settings = settings_from_args(args, argv)

@@ -10,6 +10,7 @@ from __future__ import annotations
 EXIT_SUCCESS = 0
 EXIT_FAILURE = 1
 EXIT_VALIDATION = 16
+EXIT_ANALYSIS_LEVEL = 17
 EXIT_NO_FILES_SELECTED = 18
 EXIT_USAGE = 64
 EXIT_DATA = 65
@@ -20,6 +21,7 @@ EXIT_CODES = {
     EXIT_SUCCESS: "success",
     EXIT_FAILURE: "unexpected failure",
     EXIT_VALIDATION: "BIDS validation failed",
+    EXIT_ANALYSIS_LEVEL: "unknown analysis level",
     EXIT_NO_FILES_SELECTED: "the filters selected no files",
     EXIT_USAGE: "command-line usage error",
     EXIT_DATA: "bad input data",
@@ -38,6 +40,12 @@ class UsageError(FaceDecodeError):
     """Bad command-line arguments or option values."""
 
     exit_code = EXIT_USAGE
+
+
+class AnalysisLevelError(UsageError):
+    """The analysis level (the third positional argument) is not one the app runs."""
+
+    exit_code = EXIT_ANALYSIS_LEVEL
 
 
 class DataError(FaceDecodeError):

@@ -22,7 +22,7 @@ from bids_facedecode.boutiques import (
     main,
 )
 from bids_facedecode.cli import build_parser
-from bids_facedecode.errors import EXIT_CODES
+from bids_facedecode.errors import EXIT_CODES, FaceDecodeError
 
 REPO = Path(__file__).resolve().parents[1]
 DESCRIPTOR = REPO / "boutiques.json"
@@ -58,11 +58,11 @@ def _probe_type(action: argparse.Action) -> tuple[str, bool | None]:
     if action.type is None:
         return "String", None
     value = None
-    for sample in ("7", "0.5"):  # a count, a size, ... or a probability
+    for sample in ("7", "0.5", *(action.choices or ())):  # a count, a size, a probability, a choice
         try:
             value = action.type(sample)
             break
-        except (argparse.ArgumentTypeError, ValueError, TypeError):
+        except (argparse.ArgumentTypeError, ValueError, TypeError, FaceDecodeError):
             continue
     if value is None:
         return "String", None
@@ -240,6 +240,21 @@ def test_metadata(desc) -> None:
     assert res["cpu-cores"] >= 1 and res["ram"] > 0 and res["walltime-estimate"] > 0
     assert desc["tags"]["application-type"] == "bids-app"
     assert [o["path-template"] for o in desc["output-files"]] == [OUT_KEY]
+
+
+def test_bids_app_spec_version(desc, tmp_path) -> None:
+    """The BIDS Apps execution specification requires custom.BIDSAppSpecVersion (a string)."""
+    from bids_facedecode.boutiques import BIDS_APP_SPEC_VERSION
+
+    version = desc["custom"]["BIDSAppSpecVersion"]
+    assert isinstance(version, str) and version == BIDS_APP_SPEC_VERSION
+    assert re.fullmatch(r"\d+\.\d+\.\d+(\.dev\d*)?", version), version
+    # the committed-file check fails when the field is dropped
+    stale = json.loads(DESCRIPTOR.read_text())
+    del stale["custom"]["BIDSAppSpecVersion"]
+    path = tmp_path / "boutiques.json"
+    path.write_text(descriptor_json(stale))
+    assert main([str(path), "--check"]) == 1
 
 
 def test_declared_outputs_match_the_writers(desc) -> None:

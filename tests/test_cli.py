@@ -24,7 +24,67 @@ def test_help_lists_exit_codes(capsys):
 
 def test_required_positionals_are_usage_errors(capsys):
     assert main([]) == errors.EXIT_USAGE
-    assert main(["a", "b", "sideways"]) == errors.EXIT_USAGE
+    assert main(["a", "b"]) == errors.EXIT_USAGE
+
+
+@pytest.mark.parametrize("level", ["sideways", "session", "Participant", ""])
+def test_unknown_analysis_level_exits_17(level, tmp_path, capsys):
+    """BIDS-App execution specification: an unknown analysis level exits 17, on one line."""
+    assert errors.EXIT_ANALYSIS_LEVEL == 17 and 17 in errors.EXIT_CODES
+    assert main([str(tmp_path), str(tmp_path / "out"), level, "--participant-label", "01"]) == 17
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "analysis_level" in err and repr(level) in err
+    assert "participant or group" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_analysis_level_exit_status_of_the_command(tmp_path):
+    """The installed entry point's exit status, not only main()'s return value."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", "from bids_facedecode.cli import run; run()",
+                          str(tmp_path), str(tmp_path / "out"), "subject"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 17, res.stderr
+    assert res.stderr.strip().splitlines() == [
+        "bids_facedecode: error: analysis_level 'subject': unknown analysis level; expected "
+        "participant or group"]
+
+
+def test_known_levels_still_parse():
+    for level in ("participant", "group"):
+        assert build_parser().parse_args(["in", "out", level]).analysis_level == level
+
+
+@pytest.mark.parametrize("spelling", ["--participant-label", "--participant_label"])
+def test_participant_label_alias(spelling):
+    """fMRIPrep accepts both spellings; so does the app (one destination, one option)."""
+    args = build_parser().parse_args(["in", "out", "participant", spelling, "01", "sub-02"])
+    assert args.participant_label == ["01", "sub-02"]
+
+
+def test_underscore_aliases_of_fmriprep():
+    hyphen = build_parser().parse_args(["i", "o", "participant", "--skip-bids-validation",
+                                        "--n-cpus", "3"])
+    under = build_parser().parse_args(["i", "o", "participant", "--skip_bids_validation",
+                                       "--n_cpus", "3"])
+    assert vars(hyphen) == vars(under)
+    assert under.skip_bids_validation is True and under.nprocs == 3
+
+
+def test_choices_come_from_the_modules():
+    from bids_facedecode.device import DEVICE_CHOICES
+    from bids_facedecode.glm import PRECISIONS
+    from bids_facedecode.noise import NOISE_MODELS
+    from bids_facedecode.selection import CORRECTIONS
+    from bids_facedecode.workflow.decoding import DECODERS, SELECTIONS
+
+    choices = {a.dest: tuple(a.choices) for a in build_parser()._actions if a.choices}
+    assert choices == {"analysis_level": ("participant", "group"), "decoders": DECODERS,
+                       "voxel_selection": SELECTIONS, "selection_correction": CORRECTIONS,
+                       "device": DEVICE_CHOICES, "noise_model": NOISE_MODELS,
+                       "glm_precision": PRECISIONS}
 
 
 def test_defaults_and_options():

@@ -100,3 +100,20 @@ def test_arithmetic(tmp_path):
     out = arithmetic.plot_latent_arithmetic(model, images, is_male, tmp_path / "fig.png",
                                             n_steps=4, n_rows=2)
     assert out.stat().st_size > 1000
+
+
+def test_training_uses_the_app_device_resolver(tmp_path, image_dir, capsys, monkeypatch):
+    """One resolver (bids_facedecode.device.select_device) for the app and the training command:
+    CUDA asked for and absent is the app's usage error (exit 64, its message), nothing written."""
+    from bids_facedecode import device
+    from bids_facedecode.latents import cli, train
+
+    assert train.select_device is device.select_device is cli.select_device
+    monkeypatch.setattr(device, "cuda_available", lambda: False)
+    for space in ("pca", "vaegan"):
+        out = tmp_path / space
+        assert main(["--images", str(image_dir), "--space", space, "--arch", "tiny", "--out",
+                     str(out), "--device", "cuda", "--epochs", "1", "--no-progress"]) == EXIT_USAGE
+        assert "--device 'cuda': CUDA was requested but torch sees no CUDA device" in \
+            capsys.readouterr().err
+        assert not out.exists()

@@ -17,11 +17,12 @@ from bids_facedecode.argtypes import nonneg_int as _nonneg_int
 from bids_facedecode.argtypes import positive_float as _positive_float
 from bids_facedecode.argtypes import positive_int as _positive_int
 
+from ..device import DEVICE_CHOICES, select_device
 from ..errors import EXIT_FAILURE, EXIT_SUCCESS, FaceDecodeError, UsageError
 from .datasets import FaceImages
 from .refine import refine_saved_model
-from .registry import load_latent_model
-from .train import TrainOptions, select_device, train_pca, train_vaegan
+from .registry import LATENT_SPACES, load_latent_model
+from .train import TrainOptions, train_pca, train_vaegan
 from .vaegan import VAEGANModel
 from .vaegan_nets import TRAINABLE, get_arch
 
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", required=True, type=Path,
                    help="folder of face images (jpg/png/..., any size, searched recursively); "
                         "each is centre-cropped to a square and resized")
-    p.add_argument("--space", required=True, choices=("vaegan", "pca"))
+    p.add_argument("--space", required=True, choices=LATENT_SPACES)
     p.add_argument("--out", required=True, type=Path, help="model directory to write")
     p.add_argument("--arch", default="small", choices=sorted(TRAINABLE),
                    help="VAE-GAN architecture (paper: 128x128, D=1024; small: 64x64, D=128)")
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "this saved model on --images; written to --out")
     p.add_argument("--no-flip", action="store_true", help="no left-right flip augmentation")
     p.add_argument("--whiten", action="store_true", help="PCA: whitened latents")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--workers", type=_nonneg_int, default=0, help="DataLoader worker processes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true",

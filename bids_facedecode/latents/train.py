@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..device import select_device
 from ..errors import DataError, UsageError
 from .base import CONFIG_NAME, command_line, data_hash
 from .datasets import EpochSampler, FaceImages, epoch_loader
@@ -73,17 +74,6 @@ class TrainOptions:
     progress: bool = True
     refine_epochs: int = 0          # second stage: decoder refined on the posterior means
     refine_lr: float = 1e-4
-
-
-def select_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a usage error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available (use cpu or auto)")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise UsageError(f"--device must be auto, cpu or cuda, got {name!r}")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:

@@ -1,4 +1,9 @@
-"""Brain maps for the participant report, drawn with nilearn on the MNI template when it fits."""
+"""Brain maps for the participant report, drawn with nilearn on a template when one fits.
+
+The template of data in a TemplateFlow space (the ``space-`` entity of fMRIPrep outputs) is that
+space's T1w image when the local TemplateFlow home holds it (looked up offline); otherwise, and for
+raw data that overlap the MNI brain, nilearn's bundled MNI152.
+"""
 
 from __future__ import annotations
 
@@ -47,11 +52,12 @@ def mni_overlap(mask_img) -> float:
 
 
 def choose_background(mask_img, run_files: list[str]) -> tuple[object | None, str]:
-    """Pick the background of the maps: the MNI template when the data are in MNI space,
+    """Pick the background of the maps: a template when the data are in a template's space,
     otherwise the participant's brain mask.
 
-    The ``space-`` entity of the BOLD files decides when present; raw files carry none, and then
-    the brain mask's overlap with the MNI brain (Dice > :data:`MNI_DICE`) decides.
+    The ``space-`` entity of the BOLD files decides when present: its TemplateFlow T1w image when
+    the TemplateFlow home holds it, else nilearn's MNI152 for an MNI space. Raw files carry none,
+    and then the brain mask's overlap with the MNI brain (Dice > :data:`MNI_DICE`) decides.
 
     Returns
     -------
@@ -60,6 +66,12 @@ def choose_background(mask_img, run_files: list[str]) -> tuple[object | None, st
     """
     spaces = {part[6:] for f in run_files for part in str(f).split("/")[-1].split("_")
               if part.startswith("space-")}
+    if len(spaces) == 1:
+        from ..bidsio.templateflow_lookup import template_image
+
+        found = template_image(next(iter(spaces)))
+        if found is not None:
+            return nib.load(found), f"{found.name} (TemplateFlow); the data are in that space"
     if spaces and all(s.startswith("MNI") for s in spaces):
         return mni_template(), f"MNI152 template (nilearn); the data are in {', '.join(sorted(spaces))}"
     if spaces:

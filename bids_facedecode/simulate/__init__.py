@@ -3,7 +3,8 @@
 * :mod:`.faces` — procedural cartoon faces with known generative parameters;
 * :mod:`.brain` — the MNI-space brain, face-selective regions and voxel weights;
 * :mod:`.events` — trial sequences of the faces task;
-* :mod:`.dataset` — the BIDS writer (:func:`simulate_dataset`);
+* :mod:`.dataset` — the BIDS writer (:func:`simulate_dataset`), with :mod:`.config` (its
+  settings), :mod:`.runs`, :mod:`.bids_files` and :mod:`.truth` (the files it writes);
 * :mod:`.cli` — the ``bids_facedecode-simulate`` command.
 """
 

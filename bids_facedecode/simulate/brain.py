@@ -18,7 +18,7 @@ Gaussian draws of SD ``weight_pct * gain`` for every parameter, gender included 
 respond to any face (``a_v``) without identity weights. The ROI atlas (:func:`roi_labels`) has a
 control region with neither, in every subject.
 All functions here are pure (arrays in, arrays out); files are written by
-:mod:`bids_facedecode.simulate.dataset`.
+:mod:`bids_facedecode.simulate.dataset` and the modules it calls.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ face corpus (for training latent models):
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the dataset command."""
-    from .dataset import DEFAULT_NOISE_PCT
+    from .config import DEFAULT_NOISE_PCT
 
     p = argparse.ArgumentParser(
         prog="bids_facedecode-simulate",

@@ -3,7 +3,7 @@
 A run has ``n_slots`` slots of ``slot_s`` seconds starting at ``first_onset_s``: unique
 training faces, test faces, one-back repeats (the previous face shown again) and null
 (``Fix``) trials, shuffled; an imagery run adds one ``Img`` trial at the end. File names
-are attached by :mod:`bids_facedecode.simulate.dataset`.
+are attached by :mod:`bids_facedecode.simulate.runs`.
 """
 
 from __future__ import annotations
