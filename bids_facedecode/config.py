@@ -65,7 +65,7 @@ class Settings:
     space: str | None = None                 # output space of the derivatives used
     confounds: tuple[str, ...] = ()          # nilearn load_confounds strategy (preset or components)
     overwrite: bool = False                  # recompute participants whose outputs are complete
-    # analyses (issue 5): decoders, voxel selection, regions, imagery labels, decoder re-use
+    # analyses: decoders, voxel selection, regions, imagery labels, decoder re-use
     decoders: tuple[str, ...] = ("ols",)
     voxel_selection: str = "ftest"
     roi_atlas: Path | None = None
