@@ -170,17 +170,8 @@ def fused_products(ne: NormalEquations, prepared: Sequence[PreparedRun],
 
     Parameters
     ----------
-    ne : NormalEquations
-        The batch's first accumulator (its workspace holds the buffers).
-    prepared : sequence of PreparedRun
-        The batch, runs sharing an accumulator next to each other.
-    groups : sequence of RunGroup
-        The accumulators and their runs' rows (and events) in the batch; each is updated.
-    F : int
-        Width of the factored leading block (:func:`~bids_facedecode.glm.runs.factored_width`),
-        0 for a dense product.
-    voxel_chunk : int or None
-        Voxels per step (all at once when None).
+    ne, prepared, groups, F, voxel_chunk
+        As in :func:`stacked_products` (``F > 0`` here).
     """
     cdt = DATA_DTYPE
     P = ne.n_regressors

@@ -118,7 +118,6 @@ class SpaceResult:
     metrics: dict
     per_image: pd.DataFrame
     dof: int
-    # issue 5 additions
     decoder: str = "ols"                          # decoder of test_decoded / W / the npz
     ridge: float = 0.0                            # its ridge (relative λ), 0 for ols/wls
     noise_var: np.ndarray | None = None           # (n_sel,) residual variance (wls)
