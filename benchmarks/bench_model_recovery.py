@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bids_facedecode import decode, evaluate, glmstats
+from bids_facedecode import decode, evaluate, glm
 from bids_facedecode.bidsio.layout import index_dataset
 from bids_facedecode.bidsio.masks import participant_mask
 from bids_facedecode.config import Settings
@@ -80,7 +80,7 @@ def analyse(bids: Path, work: Path, n_voxels: int, n_perm: int, seed: int,
     for enc in encs:
         lam = maps[enc.space][2]
         zcols = latents.z_columns(enc.space)
-        fit = glmstats.whiten(ne, zcols + other, tested=zcols)
+        fit = glm.whiten(ne, zcols + other, tested=zcols)
         sel = decode.select_voxels(fit.f_statistic().cpu().numpy(), n_voxels)
         betas = fit.betas(sel).cpu().numpy()
         rows_t = [fit.names.index(n) for n in test_names]

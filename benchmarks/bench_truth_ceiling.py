@@ -23,8 +23,9 @@ import pandas as pd
 import torch
 
 from bids_facedecode import decode, glm
-from bids_facedecode.bidsio.bold import compute_brain_mask, load_masked_run
+from bids_facedecode.bidsio.bold import load_masked_run
 from bids_facedecode.bidsio.layout import index_dataset
+from bids_facedecode.bidsio.masks import compute_brain_mask
 from bids_facedecode.cli import build_parser, settings_from_args
 from bids_facedecode.workflow.decoding import decode_space
 from bids_facedecode.workflow.evaluation import EvalContext, evaluate_decoded

@@ -64,9 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     ``parse_args`` (exit code 17) instead of argparse's usage error.
     """
     from .device import DEVICE_CHOICES
-    from .glm import PRECISIONS
+    from .glm import NOISE_MODELS, PRECISIONS
     from .latents.registry import LATENT_SPACES
-    from .noise import NOISE_MODELS
     from .selection import CORRECTIONS
     from .workflow.decoding import DECODERS, SELECTIONS
 

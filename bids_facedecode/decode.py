@@ -1,4 +1,4 @@
-"""Voxel selection and the inverse of the brain-to-latent linear map (DESIGN.md §4).
+"""Voxel selection and the inverse of the brain-to-latent linear map (VanRullen & Reddy, 2019).
 
 The GLM gives ``W`` of shape ``(D+1, V)``: the betas of ``z1..zD`` and ``face``. A
 pattern ``b`` (a row of betas of a test image or an imagery trial over the selected
@@ -13,6 +13,7 @@ import torch
 
 from .device import GRAM_DTYPE
 from .errors import DataError, UsageError
+from .tensors import as_tensor
 
 
 def select_voxels(score: np.ndarray, n_voxels: int, mask: np.ndarray | None = None) -> np.ndarray:
@@ -54,12 +55,6 @@ def select_voxels(score: np.ndarray, n_voxels: int, mask: np.ndarray | None = No
     return candidates[order[: int(n_voxels)]].astype(np.int64)
 
 
-def _tensor(a, device, dtype=GRAM_DTYPE) -> torch.Tensor:
-    if isinstance(a, torch.Tensor):
-        return a.to(device=device, dtype=dtype)
-    return torch.as_tensor(np.asarray(a), dtype=dtype, device=device)
-
-
 def inverse_map(W, ridge: float = 0.0, device: torch.device | str | None = None) -> torch.Tensor:
     """Right pseudo-inverse of the forward map: ``Wᵀ (W Wᵀ + λ I)⁻¹``.
 
@@ -88,7 +83,7 @@ def inverse_map(W, ridge: float = 0.0, device: torch.device | str | None = None)
         if device is not None
         else (W.device if isinstance(W, torch.Tensor) else torch.device("cpu"))
     )
-    Wt = _tensor(W, dev)
+    Wt = as_tensor(W, dev, GRAM_DTYPE)
     if Wt.ndim != 2:
         raise DataError(f"forward map: expected shape (D+1, V), got {tuple(Wt.shape)}")
     k, v = Wt.shape
@@ -140,10 +135,10 @@ def decode_latents(
         if device is not None
         else (W.device if isinstance(W, torch.Tensor) else torch.device("cpu"))
     )
-    Bt = _tensor(B, dev)
+    Bt = as_tensor(B, dev, GRAM_DTYPE)
     if Bt.ndim == 1:
         Bt = Bt[None, :]
-    Wt = _tensor(W, dev)
+    Wt = as_tensor(W, dev, GRAM_DTYPE)
     if Bt.shape[1] != Wt.shape[1]:
         raise DataError(
             f"decode: patterns have {Bt.shape[1]} voxels but the forward map {Wt.shape[1]}"
@@ -202,7 +197,7 @@ def decode_latents_wls(B, W, z_mean, face_index: int, noise_var, ridge: float = 
     z_mean : array of shape (D,)
     face_index : int
     noise_var : array of shape (V_sel,)
-        Residual variance per voxel (``glm.residual_variance``), > 0.
+        Residual variance per voxel (``glm.Whitened.residual_variance``), > 0.
     ridge : float
         See :func:`inverse_map` (relative to the whitened ``W Wᵀ``).
     device : torch.device or str, optional

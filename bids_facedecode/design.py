@@ -1,4 +1,4 @@
-"""Per-run design matrices of the participant GLM (DESIGN.md §4).
+"""Per-run design matrices of the participant GLM (the model of VanRullen & Reddy, 2019).
 
 Each event is convolved once with nilearn's SPM canonical HRF, reproducing
 ``nilearn.glm.first_level.compute_regressor`` sample for sample (same oversampled grid,
@@ -53,7 +53,7 @@ class RunDesign:
     train_weights : ndarray of shape (n_train, D + 1), float64
         Each training trial's centred latent vector and a 1 (the ``face`` column), so that
         ``shared[:, :D + 1] == train_events @ train_weights``: the factor
-        :func:`bids_facedecode.glm.accumulate_runs` uses to halve the arithmetic of ``XᵀY``.
+        :func:`bids_facedecode.glm.accumulate_runs` uses to cut the arithmetic of ``XᵀY``.
     """
 
     shared: np.ndarray
@@ -282,7 +282,7 @@ def build_run_design(
     oversampling: int = 50,
     min_onset: float = -24.0,
 ) -> RunDesign:
-    """Build the design matrices of one run (DESIGN.md §4).
+    """Build the design matrices of one run (columns in the order of the module docstring).
 
     Parameters
     ----------

@@ -3,12 +3,11 @@
 The app builds a few large, long-lived object graphs (imported modules, the pybids index, the
 participants' inputs) and then allocates many short-lived objects (SQL rows, matplotlib
 artists). CPython's cyclic garbage collector walks every tracked object on each full
-collection, so the long-lived graphs were walked again and again: ~2.5 CPU-seconds of a
-whole-participant run of a real subject's size, all on the critical path
-(``benchmarks/README.md``). :func:`settle` moves the objects alive at that point out of the
-collector's reach for the rest of the process (``gc.freeze``). Reference counting still frees
-them as soon as they are dropped; only garbage *cycles* among them would outlive their use,
-and the app's long-lived structures hold none of the large arrays in cycles.
+collection, so the long-lived graphs would be walked again and again, on the critical path
+(``benchmarks/README.md`` measures it). :func:`settle` moves the objects alive at that point
+out of the collector's reach for the rest of the process (``gc.freeze``). Reference counting
+still frees them as soon as they are dropped; only garbage *cycles* among them would outlive
+their use, and the app's long-lived structures hold none of the large arrays in cycles.
 """
 
 from __future__ import annotations

@@ -10,14 +10,8 @@ import torch
 
 from bids_facedecode import glm
 from bids_facedecode.errors import DataError
-from bids_facedecode.workflow.folds import (
-    FoldAccumulator,
-    cv_folds_of_runs,
-    half_of_runs,
-    solve_present,
-    subtract,
-    voxels,
-)
+from bids_facedecode.glm import FoldAccumulator, solve_present, subtract, voxels
+from bids_facedecode.workflow.folds import cv_folds_of_runs, half_of_runs
 
 
 def _runs(rng, n_runs=5, T=60, P=4, V=7):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from nilearn.masking import apply_mask, compute_epi_mask
 
-from bids_facedecode.bidsio import bold
+from bids_facedecode.bidsio import bold, masks, run_cache
 from bids_facedecode.errors import DataError
 
 SHAPE = (9, 8, 7)
@@ -38,7 +38,7 @@ def backend(request, monkeypatch):
     import zlib
 
     if request.param == "zlib":
-        monkeypatch.setattr(bold, "_zlib", zlib)
+        monkeypatch.setattr(bold, "ZLIB", zlib)
     elif bold.GZIP_BACKEND != "isal":
         pytest.skip("isal is not installed")
     return request.param
@@ -98,7 +98,7 @@ def test_cache_hit_equals_miss_and_does_not_decompress(tmp_path, rng, monkeypatc
     brain, data = _brain(rng)
     path = _write(tmp_path / "b.nii.gz", np.rint(data / 0.05), np.int16, slope=0.05)
     cache = tmp_path / "cache"
-    miss = bold.load_masked_run_cached(path, brain, cache)
+    miss = run_cache.load_masked_run_cached(path, brain, cache)
     stored = list(cache.glob("*.npy"))
     assert len(stored) == 1 and np.load(stored[0]).dtype == np.int16  # exact, half of float32
 
@@ -106,18 +106,18 @@ def test_cache_hit_equals_miss_and_does_not_decompress(tmp_path, rng, monkeypatc
         raise AssertionError("decompressed on a cache hit")
 
     monkeypatch.setattr(bold, "read_raw_run", no_read)
-    hit = bold.load_masked_run_cached(path, brain, cache)
+    hit = run_cache.load_masked_run_cached(path, brain, cache)
     np.testing.assert_array_equal(hit, miss)
     monkeypatch.undo()
     np.testing.assert_array_equal(hit, bold.load_masked_run(path, brain))
     monkeypatch.setattr(bold, "read_raw_run", no_read)
     hit[0, 0] = -1  # a fresh array each time: callers may write
-    np.testing.assert_array_equal(bold.load_masked_run_cached(path, brain, cache), miss)
+    np.testing.assert_array_equal(run_cache.load_masked_run_cached(path, brain, cache), miss)
     # another mask is another entry
     monkeypatch.undo()
     other = brain.copy()
     other[np.nonzero(brain)[0][0], np.nonzero(brain)[1][0], np.nonzero(brain)[2][0]] = False
-    assert bold.load_masked_run_cached(path, other, cache).shape[1] == brain.sum() - 1
+    assert run_cache.load_masked_run_cached(path, other, cache).shape[1] == brain.sum() - 1
     assert len(list(cache.glob("*.npy"))) == 2
 
 
@@ -125,10 +125,10 @@ def test_corrupt_cache_entry_is_replaced(tmp_path, rng):
     brain, data = _brain(rng)
     path = _write(tmp_path / "b.nii.gz", data, np.float32)
     cache = tmp_path / "cache"
-    ref = bold.load_masked_run_cached(path, brain, cache)
+    ref = run_cache.load_masked_run_cached(path, brain, cache)
     (entry,) = cache.glob("*.npy")
     entry.write_bytes(b"garbage")
-    np.testing.assert_array_equal(bold.load_masked_run_cached(path, brain, cache), ref)
+    np.testing.assert_array_equal(run_cache.load_masked_run_cached(path, brain, cache), ref)
     np.testing.assert_array_equal(np.load(entry), ref)
 
 
@@ -138,18 +138,20 @@ def test_brain_mask_reads_the_run_once(tmp_path, rng, monkeypatch):
     # reference: nilearn's compute_epi_mask on the mean image
     mean = nib.load(str(path)).get_fdata().mean(axis=3)
     expected = compute_epi_mask(nib.Nifti1Image(mean, np.diag([3.0, 3.0, 3.0, 1.0]))).get_fdata()
-    assert bold.compute_brain_mask(path).get_fdata().astype(bool).sum() > 0
-    np.testing.assert_array_equal(bold.compute_brain_mask(path).get_fdata(), expected)
+    assert masks.compute_brain_mask(path).get_fdata().astype(bool).sum() > 0
+    np.testing.assert_array_equal(masks.compute_brain_mask(path).get_fdata(), expected)
 
     cache = tmp_path / "cache"
     reads = []
     real = bold.read_raw_run
-    monkeypatch.setattr(bold, "read_raw_run", lambda p: reads.append(p) or real(p))
-    mask_img = bold.compute_brain_mask(path, cache)
+    counted = lambda p: reads.append(p) or real(p)  # noqa: E731
+    monkeypatch.setattr(bold, "read_raw_run", counted)  # the cache's reads
+    monkeypatch.setattr(masks, "read_raw_run", counted)  # the mask's
+    mask_img = masks.compute_brain_mask(path, cache)
     np.testing.assert_array_equal(mask_img.get_fdata(), expected)
     mask = np.asarray(mask_img.dataobj).astype(bool)
-    Y = bold.load_masked_run_cached(path, mask, cache)  # served by the mask step's read
-    again = bold.compute_brain_mask(path, cache)        # cached mask: no read
+    Y = run_cache.load_masked_run_cached(path, mask, cache)  # served by the mask step's read
+    again = masks.compute_brain_mask(path, cache)        # cached mask: no read
     assert reads == [path]
     np.testing.assert_array_equal(again.get_fdata(), expected)
     np.testing.assert_allclose(Y, nib.load(str(path)).get_fdata()[mask].T, rtol=2e-7)
@@ -223,7 +225,7 @@ def test_gunzip_into_checks_the_crc(tmp_path, monkeypatch, backend):
     assert bold.gunzip_into(good, buf) == len(data) and bytes(buf) == data
     # damage in the middle: some places still inflate to the full length (with wrong values,
     # caught by the CRC), others break the stream; either way the read raises
-    decompressor_error = (bold._zlib.error, EOFError)
+    decompressor_error = (bold.ZLIB.error, EOFError)
     for at in range(len(packed) // 4, len(packed) * 3 // 4, len(packed) // 16):
         bad.write_bytes(_corrupt(packed, at))
         with pytest.raises(decompressor_error):
@@ -251,14 +253,14 @@ def test_unwritable_cache_is_warned_about_and_skipped(tmp_path, rng, caplog):
     cache.parent.mkdir(parents=True)
     cache.write_text("not a folder")
     ref = bold.load_masked_run(path, brain)
-    with caplog.at_level("WARNING", logger="bids_facedecode.bidsio.bold"):
-        mask_img = bold.compute_brain_mask(path, cache)
+    with caplog.at_level("WARNING", logger="bids_facedecode.bidsio"):
+        mask_img = masks.compute_brain_mask(path, cache)
         for _ in range(2):
-            np.testing.assert_array_equal(bold.load_masked_run_cached(path, brain, cache), ref)
+            np.testing.assert_array_equal(run_cache.load_masked_run_cached(path, brain, cache), ref)
     warnings = [r for r in caplog.records if "cannot write the run cache" in r.getMessage()]
     assert len(warnings) == 1 and str(cache) in warnings[0].getMessage()  # once per folder
     assert np.array_equal(np.asarray(mask_img.dataobj).astype(bool),
-                          np.asarray(bold.compute_brain_mask(path).dataobj).astype(bool))
+                          np.asarray(masks.compute_brain_mask(path).dataobj).astype(bool))
     assert sorted(p.name for p in cache.parent.iterdir()) == ["sub-01"]  # nothing left behind
 
 
@@ -267,13 +269,13 @@ def test_damaged_cache_entry_is_detected_by_its_checksum(tmp_path, rng, caplog):
     brain, data = _brain(rng)
     path = _write(tmp_path / "b.nii.gz", np.rint(data / 0.05), np.int16, slope=0.05)
     cache = tmp_path / "cache"
-    ref = bold.load_masked_run_cached(path, brain, cache)
+    ref = run_cache.load_masked_run_cached(path, brain, cache)
     (entry,) = cache.glob("*.npy")
     blob = bytearray(entry.read_bytes())
     blob[-100] ^= 0xFF  # one byte of the data
     entry.write_bytes(bytes(blob))
-    with caplog.at_level("WARNING", logger="bids_facedecode.bidsio.bold"):
-        again = bold.load_masked_run_cached(path, brain, cache)
+    with caplog.at_level("WARNING", logger="bids_facedecode.bidsio"):
+        again = run_cache.load_masked_run_cached(path, brain, cache)
     np.testing.assert_array_equal(again, ref)
     assert any("checksum" in r.getMessage() for r in caplog.records)
     stored = np.load(entry)  # rewritten whole
@@ -288,12 +290,12 @@ def test_cache_entries_of_older_versions_are_replaced_quietly(tmp_path, rng, cap
     brain, data = _brain(rng)
     path = _write(tmp_path / "b.nii.gz", np.rint(data / 0.05), np.int16, slope=0.05)
     cache = tmp_path / "cache"
-    ref = bold.load_masked_run_cached(path, brain, cache)
+    ref = run_cache.load_masked_run_cached(path, brain, cache)
     (meta,) = cache.glob("*.json")
     doc = json.loads(meta.read_text())
     del doc["crc32"]
     meta.write_text(json.dumps(doc))
-    with caplog.at_level("WARNING", logger="bids_facedecode.bidsio.bold"):
-        np.testing.assert_array_equal(bold.load_masked_run_cached(path, brain, cache), ref)
+    with caplog.at_level("WARNING", logger="bids_facedecode.bidsio"):
+        np.testing.assert_array_equal(run_cache.load_masked_run_cached(path, brain, cache), ref)
     assert not caplog.records
     assert "crc32" in json.loads(meta.read_text())  # rewritten with its checksum

@@ -15,8 +15,9 @@ import pytest
 from scipy import stats
 from scipy.signal import lfilter
 
-from bids_facedecode import glm, glmstats, noise
+from bids_facedecode import glm
 from bids_facedecode.design import build_run_design
+from bids_facedecode.glm import noise
 from bids_facedecode.workflow.streaming import run_ar1
 
 RHO, N_RUNS, T, TR, D, V = 0.4, 4, 195, 2.0, 8, 40_000
@@ -65,7 +66,7 @@ def _false_positive_rates(null_runs, model: str) -> dict[str, float]:
         batch.append((d.shared, Y, d.nuisance, d.factor, rho))
     glm.accumulate_runs(ne, batch, voxel_chunk=8192)
     zcols = [n for n in ne.names if n.startswith("z")]
-    fit = glmstats.whiten(ne, ne.names, tested=zcols)
+    fit = glm.whiten(ne, ne.names, tested=zcols)
     t = fit.t_statistic("face").numpy()
     F = fit.f_statistic().numpy()
     p_t = 2 * stats.t.sf(np.abs(t), fit.dof)

@@ -75,8 +75,7 @@ def test_underscore_aliases_of_fmriprep():
 
 def test_choices_come_from_the_modules():
     from bids_facedecode.device import DEVICE_CHOICES
-    from bids_facedecode.glm import PRECISIONS
-    from bids_facedecode.noise import NOISE_MODELS
+    from bids_facedecode.glm import NOISE_MODELS, PRECISIONS
     from bids_facedecode.selection import CORRECTIONS
     from bids_facedecode.workflow.decoding import DECODERS, SELECTIONS
 

@@ -92,6 +92,7 @@ def test_forward_map_extracts_z_and_face_rows():
 def test_end_to_end_design_glm_decode_recovers_simulated_latents():
     """Runs simulated from a known linear brain: design -> GLM -> F selection -> decoding."""
     import pandas as pd
+    from glm_reference import f_statistic
 
     from bids_facedecode import glm
     from bids_facedecode.design import build_run_design
@@ -132,7 +133,7 @@ def test_end_to_end_design_glm_decode_recovers_simulated_latents():
         glm.accumulate_run(ne, design.shared, Y, design.nuisance)
 
     betas = glm.solve(ne)
-    F = glm.f_statistic(ne, betas, names[:D]).numpy()
+    F = f_statistic(ne, betas, names[:D]).numpy()
     selected = select_voxels(F, 100)
     assert responsive[selected].all()  # the F map finds the latent-coding voxels
     W = forward_map(betas, names, selected)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bids_facedecode.bidsio import bold, direct_io
+from bids_facedecode.bidsio import direct_io, run_cache
 
 
 def _aligned(arr: np.ndarray) -> np.ndarray:
@@ -107,16 +107,16 @@ def test_run_cache_is_written_around_the_page_cache(tmp_path, rng, monkeypatch):
     img.to_filename(path)
     calls = []
     write = direct_io.write_npy
-    monkeypatch.setattr(bold, "write_npy", lambda p, a: calls.append(write(p, a)) or calls[-1])
+    monkeypatch.setattr(run_cache, "write_npy", lambda p, a: calls.append(write(p, a)) or calls[-1])
     cache = tmp_path / "cache"
-    miss = bold.load_masked_run_cached(path, brain, cache)
+    miss = run_cache.load_masked_run_cached(path, brain, cache)
     (entry,) = cache.glob("*.npy")
     assert len(calls) == 1
     np.testing.assert_array_equal(np.load(entry), np.rint(data).astype(np.int16)[brain].T)
-    hit = bold.load_masked_run_cached(path, brain, cache)
+    hit = run_cache.load_masked_run_cached(path, brain, cache)
     np.testing.assert_array_equal(hit, miss)
     monkeypatch.setattr(direct_io, "_O_DIRECT", 0)
-    np.testing.assert_array_equal(bold.load_masked_run_cached(path, brain, cache), miss)
+    np.testing.assert_array_equal(run_cache.load_masked_run_cached(path, brain, cache), miss)
 
 
 @pytest.mark.parametrize("refuse", ["open", "write", "read"])

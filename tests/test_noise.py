@@ -8,8 +8,10 @@ import pytest
 import scipy.linalg
 import torch
 from conftest import DEVICES
+from glm_reference import residual_variance
 
-from bids_facedecode import glm, noise
+from bids_facedecode import glm
+from bids_facedecode.glm import noise
 
 
 def _ar1(rng, n, v, rho):
@@ -132,7 +134,7 @@ def test_whitened_accumulation_equals_joint_gls(device, precision, factored, tol
     b = glm.solve(ne).cpu().numpy()
     scale = np.abs(ref_b).max()
     assert np.abs(b - ref_b).max() <= tol * scale * 10
-    sigma2 = glm.residual_variance(ne, glm.solve(ne)).cpu().numpy()
+    sigma2 = residual_variance(ne, glm.solve(ne)).cpu().numpy()
     np.testing.assert_allclose(sigma2 * ne.dof, ref_rss, rtol=tol * 100)
     # zero coefficient: the ordinary (white-noise) model, as before
     ne0 = glm.new_normal_equations(names, runs[0][1].shape[1], device, precision=precision)

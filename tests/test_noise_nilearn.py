@@ -32,8 +32,9 @@ from nilearn.glm.first_level import FirstLevelModel
 from nilearn.glm.regression import ARModel
 from scipy.signal import lfilter
 
-from bids_facedecode import glm, glmstats, noise
+from bids_facedecode import glm
 from bids_facedecode.design import build_run_design
+from bids_facedecode.glm import noise
 from bids_facedecode.workflow.streaming import run_ar1
 
 T, TR, D, V, RHO = 320, 2.0, 4, 300, 0.3
@@ -63,7 +64,7 @@ def case():
 def _ours(design, Y, rho):
     ne = glm.new_normal_equations(design.shared_names, V, precision="double")
     glm.accumulate_run(ne, design.shared, Y, design.nuisance, factor=design.factor, rho=rho)
-    fit = glmstats.whiten(ne, ne.names)
+    fit = glm.whiten(ne, ne.names)
     c = np.zeros(len(ne.names))
     c[ne.names.index("face")] = 1
     betas = fit.betas().numpy()

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bids_facedecode import glm, glmstats
+from bids_facedecode import glm
 from bids_facedecode.decode import decode_latents, inverse_map, select_voxels
 from bids_facedecode.errors import DataError
 from bids_facedecode.evaluate import pairwise_identification
+from bids_facedecode.glm import FoldAccumulator, solve_present, subtract, voxels
 from bids_facedecode.ridge import RIDGE_GRID, choose_ridge, cv_identification, probe_latents
-from bids_facedecode.workflow.folds import FoldAccumulator, solve_present, subtract, voxels
 from bids_facedecode.workflow.ridge_inputs import choose_region_ridge, fold_maps
 
 # D = 3 latents + face, 4 voxels; three probes (centred on the training mean)
@@ -170,7 +170,7 @@ def test_a_region_of_noise_scores_chance_because_folds_select_their_own_voxels()
     _, nested, _ = choose_region_ridge(folds, 0, probes, np.zeros(D))
     assert np.all(np.abs(nested - 0.5) < 0.08)
     # the double-dipping variant: one selection on all runs, the same voxels for every fold
-    sel = select_voxels(glmstats.whiten(total, names, tested=names[:D]).f_statistic().numpy(), n_sel)
+    sel = select_voxels(glm.whiten(total, names, tested=names[:D]).f_statistic().numpy(), n_sel)
     parts = cv.folds(voxels(total, sel), sel)
     dipped = cv_identification(
         [solve_present(subtract(voxels(total, sel), [p]))[0].numpy()[: D + 1] for p in parts],

@@ -1,7 +1,7 @@
 """Streamed, batched, chunked GLM accumulation against one-shot references.
 
-* ``glm.accumulate_runs`` (:mod:`bids_facedecode.accumulate`) (stacked runs, both precisions, with and without an intercept in the
-  nuisance) against a float64 numpy least-squares fit of the concatenated runs;
+* ``glm.accumulate_runs`` (:mod:`bids_facedecode.glm.accumulate`) (stacked runs, both
+  precisions, with and without an intercept in the nuisance) against a float64 numpy least-squares fit of the concatenated runs;
 * ``workflow.streaming.fit_joint_glm`` on a simulated dataset: identical whatever ``--nprocs``,
   ``--mem`` (batch height, voxel chunks) or the cache state, equal to the per-run one-shot
   accumulation, and holding a bounded number of runs in memory;
@@ -18,9 +18,12 @@ import pytest
 import scipy.linalg
 import torch
 from conftest import DEVICES
+from glm_reference import residual_variance
 
-from bids_facedecode import accumulate, glm
+from bids_facedecode import glm
 from bids_facedecode.errors import DataError, UsageError
+from bids_facedecode.glm import accumulate, products
+from bids_facedecode.glm import runs as glm_runs
 
 P, V = 10, 257
 NAMES = [f"r{i}" for i in range(P)]
@@ -69,7 +72,7 @@ def test_batched_equals_joint_lstsq(rng, device, intercept, precision, tol):
             glm.accumulate_runs(ne, b, voxel_chunk=chunk)
         betas = glm.solve(ne).cpu().numpy()
         assert _rel(betas, ref) < tol
-        sigma2 = glm.residual_variance(ne, glm.solve(ne)).cpu().numpy()
+        sigma2 = residual_variance(ne, glm.solve(ne)).cpu().numpy()
         np.testing.assert_allclose(sigma2 * ne.dof, rss, rtol=100 * tol)
 
 
@@ -111,16 +114,17 @@ def _factored_runs(rng, n_runs=4, F=FF, P=PF, intercept=True):
 @pytest.mark.parametrize("block", [3, 16])
 @pytest.mark.parametrize(("precision", "tol"), [("double", 1e-12), ("mixed", 1e-6)])
 def test_factored_design_equals_dense(rng, monkeypatch, precision, tol, block, intercept):
-    monkeypatch.setattr(accumulate, "EVENT_BLOCK", block)  # 3: several blocks a run, one empty
+    monkeypatch.setattr(glm_runs, "EVENT_BLOCK", block)  # 3: several blocks a run, one empty
     runs = _factored_runs(rng, intercept=intercept)
-    prepared = [accumulate._prepare_run(glm.new_normal_equations(NAMES_F, V), *r) for r in runs]
-    assert accumulate._use_factor(prepared, PF) == FF  # the factor saves arithmetic: it is used
+    prepared = [glm_runs.prepare_run(glm.new_normal_equations(NAMES_F, V), glm.RunData(*r))
+                for r in runs]
+    assert glm_runs.factored_width(prepared, PF) == FF  # the factor saves arithmetic: it is used
     dense = glm.new_normal_equations(NAMES_F, V, precision=precision)
     glm.accumulate_runs(dense, [r[:3] for r in runs], voxel_chunk=100)
     fact = glm.new_normal_equations(NAMES_F, V, precision=precision)
     calls = []
-    fused = accumulate._accumulate_fused
-    monkeypatch.setattr(accumulate, "_accumulate_fused", lambda *a: calls.append(1) or fused(*a))
+    fused = accumulate.fused_products
+    monkeypatch.setattr(accumulate, "fused_products", lambda *a: calls.append(1) or fused(*a))
     glm.accumulate_runs(fact, runs, voxel_chunk=100)
     assert bool(calls) == (precision == "mixed" and intercept)
     for name in ("xtx", "xty", "yty", "x_ss"):
@@ -177,8 +181,8 @@ def test_plan_stream_fits_the_budget():
 def stream_case(app_dataset, small_pca, tmp_path_factory):
     from conftest import app_args
 
-    from bids_facedecode.bidsio.bold import compute_brain_mask
     from bids_facedecode.bidsio.layout import index_dataset
+    from bids_facedecode.bidsio.masks import compute_brain_mask
     from bids_facedecode.cli import build_parser, settings_from_args
     from bids_facedecode.workflow.inputs import collect_inputs
     from bids_facedecode.workflow.spaces import compute_latents, open_spaces
@@ -211,8 +215,8 @@ def _same(a, b, rtol):
 
 def _one_shot(case):
     """Every run accumulated on its own, all voxels at once, float64 (the reference path)."""
-    from bids_facedecode import noise
     from bids_facedecode.bidsio.bold import load_masked_run
+    from bids_facedecode.glm import noise
     from bids_facedecode.workflow.streaming import _design, run_ar1
 
     settings, inputs, latents, mask, _ = case
@@ -264,7 +268,8 @@ def test_stream_is_independent_of_nprocs_mem_and_cache(stream_case, tmp_path):
 
 def test_partition_is_accumulated_in_the_same_pass(stream_case):
     """Split halves from the one pass: parts equal fits of their runs, total unchanged."""
-    from bids_facedecode.workflow.folds import FoldAccumulator, half_of_runs
+    from bids_facedecode.glm import FoldAccumulator
+    from bids_facedecode.workflow.folds import half_of_runs
     from bids_facedecode.workflow.streaming import fit_joint_glm
 
     settings, inputs, latents, mask, _ = stream_case
@@ -290,8 +295,9 @@ def _subset(case, runs):
 def test_halves_and_cv_folds_in_one_pass_each_run_once(stream_case, monkeypatch, sessions):
     """Both partitions at once (the ridge CV folds and the split halves): every run is
     accumulated exactly once, and each fold, the first half and the total equal separate fits."""
+    from bids_facedecode.glm import FoldAccumulator
     from bids_facedecode.workflow import streaming
-    from bids_facedecode.workflow.folds import FoldAccumulator, half_of_runs
+    from bids_facedecode.workflow.folds import half_of_runs
 
     settings, inputs, latents, mask, _ = stream_case
     runs = inputs.runs[: len(sessions)]
@@ -321,7 +327,7 @@ def test_halves_and_cv_folds_in_one_pass_each_run_once(stream_case, monkeypatch,
 
 
 def test_stream_plan_orders_groups_and_copies_first_halves():
-    from bids_facedecode.workflow.folds import FoldAccumulator, stream_plan
+    from bids_facedecode.glm import FoldAccumulator, stream_plan
 
     halves = FoldAccumulator([0, 1, 0, 1, 0, 1], "halves")
     cv = FoldAccumulator([0, 0, 1, 1, 2, 2], "cv")
@@ -377,7 +383,7 @@ def test_add_float32_into_float64_equals_a_plain_add(rng):
     src = torch.as_tensor(rng.standard_normal((37, V)).astype(np.float32))
     ref = dst.clone()
     ref[:, V:] += src.double()
-    accumulate._add_float32(ne, dst[:, V:], src)  # a strided view, 37 rows: 16 + 16 + 5
+    products._add_float32(ne, dst[:, V:], src)  # a strided view, 37 rows: 16 + 16 + 5
     assert torch.equal(dst, ref)
 
 

@@ -1,30 +1,19 @@
-"""Read BOLD runs: brain mask, masked float32 time series, on-disk cache of masked runs.
+"""Read BOLD runs: NIfTI headers, one-pass gzip decompression, masking in the stored dtype.
 
 The fast path reads a single-file NIfTI (``.nii`` or ``.nii.gz``) in one go: the whole file is
 decompressed at once (ISA-L's ``igzip`` when the optional ``isal`` package is installed, else
-``zlib``, ~1.7x slower), viewed as a ``(T, X·Y·Z)`` array of the stored dtype without a copy,
-masked by one gather and only then converted to float32 and scaled. nibabel's own reader
-(``get_unscaled`` through indexed_gzip) is the fallback for anything else. A run is never read
-as float64.
-
-The cache (``<work>/cache/sub-XX/``) holds each masked run in its stored dtype (int16 for
-scanner data: half the size of float32 and exact) with its scaling and CRC-32 in a small JSON file
-(checked on every hit), keyed by
-the file's identity and the mask; the brain mask itself is cached under the first run's identity,
-so a rerun or a second latent space decompresses nothing. Cached runs are written and read by
-direct I/O where the file system allows it (:mod:`bids_facedecode.bidsio.direct_io`): a real
-subject's ~4 GB would otherwise push other files out of the page cache, at a CPU cost larger
-than the disk's.
+``zlib``), viewed as a ``(T, X·Y·Z)`` array of the stored dtype without a copy, masked by one
+gather and only then converted to float32 and scaled. nibabel's own reader (``get_unscaled``
+through indexed_gzip) is the fallback for anything else. A run is never read as float64.
+Masked runs are cached by :mod:`bids_facedecode.bidsio.run_cache`; the EPI brain mask of a raw
+run is computed in :mod:`bids_facedecode.bidsio.masks`. ``benchmarks/README.md`` (reading)
+measures the choices made here.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
-import json
-import logging
-import os
 import threading
 import warnings
 import zlib
@@ -36,27 +25,29 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .direct_io import aligned_buffer, read_npy, write_npy
+from .direct_io import aligned_buffer
 
-LOG = logging.getLogger(__name__)
-
-try:  # optional: ISA-L inflate, ~1.7x faster than zlib here
-    from isal import isal_zlib as _zlib
+try:  # optional: ISA-L inflate, faster than zlib
+    from isal import isal_zlib as ZLIB
 
     GZIP_BACKEND = "isal"
 except ImportError:  # pragma: no cover - depends on the environment
-    _zlib = zlib
+    ZLIB = zlib
     GZIP_BACKEND = "zlib"
 
 # per reader thread: the decompressed file and the masked raw values of the last run read.
-# Fresh 100-MB allocations for every run cost more in page faults than the copy itself.
+# Fresh large allocations for every run cost more in page faults than the copy itself.
 _TLS = threading.local()
 
 
-def _thread_buffer(name: str, nbytes: int) -> memoryview:
+def thread_buffer(name: str, nbytes: int) -> memoryview:
+    """This thread's page-aligned buffer ``name`` of at least ``nbytes`` (grown when smaller).
+
+    Valid until the thread asks for ``name`` again; page-aligned, so direct I/O can use it.
+    """
     buf = getattr(_TLS, name, None)
     if buf is None or len(buf) < nbytes:
-        buf = aligned_buffer(int(nbytes * 1.05) + 4096)  # page-aligned: direct I/O can use it
+        buf = aligned_buffer(int(nbytes * 1.05) + 4096)
         setattr(_TLS, name, buf)
     return buf[:nbytes]
 
@@ -77,9 +68,8 @@ def load_img(path: Path):
 def read_header(path: Path):
     """The header of a NIfTI-1/2 file (``.nii`` or ``.nii.gz``), reading only its first bytes.
 
-    ``nibabel.load`` on a gzipped image costs ~30 ms (its gzip reader prepares random access);
-    a participant's 100 runs are indexed in ~10 ms this way. Other formats go through
-    ``nibabel.load``.
+    ``nibabel.load`` on a gzipped image prepares random access to the whole file; indexing a
+    participant's runs only needs their headers. Other formats go through ``nibabel.load``.
 
     Parameters
     ----------
@@ -109,24 +99,6 @@ def read_header(path: Path):
         raise DataError(f"{path}: cannot read NIfTI header ({exc})") from exc
 
 
-def read_volume_data(img, path: Path) -> np.ndarray:
-    """All voxels of a 4D image as float32 ``(X, Y, Z, T)`` without a float64 copy."""
-    try:
-        proxy = img.dataobj
-        if hasattr(proxy, "get_unscaled"):
-            raw = np.asanyarray(proxy.get_unscaled())
-            slope, inter = _scaling(proxy)
-            data = raw.astype(np.float32, copy=raw.dtype != np.float32)
-            if slope != 1.0:
-                data *= np.float32(slope)
-            if inter != 0.0:
-                data += np.float32(inter)
-            return data
-        return img.get_fdata(dtype=np.float32)
-    except Exception as exc:
-        raise DataError(f"{path}: cannot read image data ({exc})") from exc
-
-
 def _scaling(proxy) -> tuple[float, float]:
     """``(slope, inter)`` of a nibabel array proxy; NIfTI's 'no scaling' values become (1, 0)."""
     return _clean_scaling(getattr(proxy, "slope", 1.0), getattr(proxy, "inter", 0.0))
@@ -149,17 +121,15 @@ def gunzip_into(path: Path, buf: memoryview) -> int:
     Stops when ``buf`` is full (the NIfTI data end there; trailing extensions are ignored),
     after decompressing to the end of the gzip member so that its CRC-32 is checked: a file
     corrupted on disk or in transfer raises instead of giving wrong values.
-    A gzip reader's ``readinto`` makes a temporary as large as the request (~130 MB a run)
-    and copies it; a decompressor object (ISA-L when installed, else zlib) fed pieces keeps
-    its temporaries small, which saves the page faults of a fresh 130 MB block per run
-    (~20 % of the reading time with two reader threads). The output pieces are small enough
-    for the allocator to reuse (2-MB pieces were mapped and page-faulted afresh on every step:
-    ~25 % more reading time on one thread). Concatenated gzip members are read one after the
-    other.
+    A gzip reader's ``readinto`` makes a temporary as large as the request (a whole run) and
+    copies it; a decompressor object (ISA-L when installed, else zlib) fed pieces keeps its
+    temporaries small, which saves the page faults of a fresh run-sized block per run. The
+    output pieces are small enough for the allocator to reuse (larger pieces are mapped and
+    page-faulted afresh on every step). Concatenated gzip members are read one after the other.
     """
     n, cap = 0, len(buf)
     with open(path, "rb") as fh:
-        d = _zlib.decompressobj(wbits=31)
+        d = ZLIB.decompressobj(wbits=31)
         pending = fh.read(_GZ_IN)
         while pending:
             if n < cap:
@@ -173,7 +143,7 @@ def gunzip_into(path: Path, buf: memoryview) -> int:
                     break
                 pending = d.unused_data or fh.read(_GZ_IN)
                 if pending:
-                    d = _zlib.decompressobj(wbits=31)
+                    d = ZLIB.decompressobj(wbits=31)
             else:
                 pending = d.unconsumed_tail or fh.read(_GZ_IN)
     if n >= cap and not d.eof:
@@ -217,11 +187,11 @@ class RawRun:
         if not reuse:
             return np.take(self.data, idx, axis=1)
         T = self.data.shape[0]
-        out = np.frombuffer(_thread_buffer("masked", T * idx.size * self.data.itemsize),
+        out = np.frombuffer(thread_buffer("masked", T * idx.size * self.data.itemsize),
                             dtype=self.data.dtype).reshape(T, idx.size)
         # mode="clip": the indices are in range by construction, and the default mode ("raise")
         # writes to a fresh temporary as large as ``out``, then copies it (the page faults of
-        # a new ~40 MB block on every run: ~10 % of a cold pass)
+        # a new block on every run)
         return np.take(self.data, idx, axis=1, out=out, mode="clip")
 
 
@@ -267,7 +237,7 @@ def read_raw_run(bold: Path) -> RawRun:
             count = nvox * T
             if str(bold).endswith(".gz"):
                 need = offset + count * dtype.itemsize
-                buf = _thread_buffer("file", need)
+                buf = thread_buffer("file", need)
                 got = gunzip_into(bold, buf)
                 if got < need:
                     raise DataError(f"{bold}: file is truncated ({got} of {need} bytes)")
@@ -309,7 +279,7 @@ def to_float32(raw: np.ndarray, slope: float, inter: float, source: Path,
             raise DataError(f"{source}: output buffer {out.shape} cannot hold {raw.shape}")
         Y = out[: raw.shape[0]]
         if raw.dtype.isnative and raw.dtype.kind in "iuf":
-            # torch's conversion is ~15x faster than numpy's casting copy here
+            # torch's conversion is faster than numpy's casting copy here (bitwise equal)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a read-only cache memmap is only read
                 torch.from_numpy(Y).copy_(torch.from_numpy(np.asarray(raw)))
@@ -328,56 +298,6 @@ def to_float32(raw: np.ndarray, slope: float, inter: float, source: Path,
     return Y
 
 
-def mask_from_mean(mean: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
-    """Brain mask of a mean EPI image (nilearn ``compute_epi_mask``)."""
-    from nilearn.masking import compute_epi_mask
-
-    return compute_epi_mask(nib.Nifti1Image(mean, affine))
-
-
-def compute_brain_mask(bold: Path, cache_dir: Path | None = None) -> nib.Nifti1Image:
-    """Brain mask of a raw (native-space) run from its mean image (nilearn ``compute_epi_mask``).
-
-    With a ``cache_dir`` the run is read only once: the mask is cached under the run's identity
-    and the run's masked data are cached too, so the streamed pass finds them.
-
-    Parameters
-    ----------
-    bold : Path
-        4D NIfTI (usually the participant's first run).
-    cache_dir : Path, optional
-
-    Returns
-    -------
-    nibabel.Nifti1Image, int8 mask on the run's grid.
-    """
-    target = cache_dir / f"mask-{file_key(bold)}.nii.gz" if cache_dir is not None else None
-    if target is not None and target.is_file():
-        try:
-            img = nib.load(str(target))
-            img.get_fdata()  # validate now, not later
-            return img
-        except Exception:
-            LOG.warning("Discarding unreadable cached mask %s", target)
-    run = read_raw_run(bold)
-    mask_img = mask_from_mean(run.mean_volume(), run.affine)
-    if target is not None:
-        mask = np.asarray(mask_img.dataobj).astype(bool)
-        if mask.any():
-            _cache_store(cache_dir, cache_key(bold, mask), bold, run.masked(mask), run.slope,
-                         run.inter)
-        tmp = target.with_name(f".tmp{os.getpid()}-{target.name}")
-        try:
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            mask_img.to_filename(str(tmp))
-            os.replace(tmp, target)
-        except OSError as exc:
-            _cache_failed(cache_dir, exc, tmp)
-    del run
-    release_thread_buffers()
-    return mask_img
-
-
 def load_masked_run(bold: Path, mask: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """One run's masked time series.
 
@@ -394,147 +314,14 @@ def load_masked_run(bold: Path, mask: np.ndarray, out: np.ndarray | None = None)
     -------
     Y : ndarray of shape (T, V), float32
     """
-    raw, slope, inter = _read_masked_raw(bold, mask)
+    raw, slope, inter = read_masked_raw(bold, mask)
     return to_float32(raw, slope, inter, bold, out)
 
 
-def _read_masked_raw(bold: Path, mask: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """Masked raw values in the thread's buffer (valid until the thread's next read)."""
+def read_masked_raw(bold: Path, mask: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Masked raw values ``(T, V)`` in the stored dtype, in the thread's buffer (valid until the
+    thread's next read), and the scaling ``(slope, inter)``."""
     run = read_raw_run(bold)
     if run.shape != mask.shape:
         raise DataError(f"{bold}: grid {run.shape} does not match the brain mask {mask.shape}")
     return run.masked(mask, reuse=True), run.slope, run.inter
-
-
-def file_key(bold: Path) -> str:
-    """Identity of a file: resolved path, size and modification time (SHA-1 prefix)."""
-    st = bold.stat()
-    h = hashlib.sha1()
-    h.update(str(bold.resolve()).encode())
-    h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:20]
-
-
-def cache_key(bold: Path, mask: np.ndarray) -> str:
-    """Key of a masked run in the cache: file identity (path, size, mtime) and the mask."""
-    h = hashlib.sha1()
-    h.update(file_key(bold).encode())
-    h.update(np.packbits(mask).tobytes())
-    h.update(str(mask.shape).encode())
-    return h.hexdigest()[:20]
-
-
-_CACHE_WARNED: set[tuple[str, str]] = set()
-_CACHE_LOCK = threading.Lock()
-
-
-def cache_write_failed(cache_dir: Path, exc: OSError, what: str, consequence: str,
-                       *partial: Path) -> None:
-    """A cache write failed (full disk, read-only or unusable work dir): remove what it left,
-    warn once per cache and folder and go on without it (the results do not depend on a cache).
-
-    Parameters
-    ----------
-    cache_dir : Path
-    exc : OSError
-    what, consequence : str
-        Named in the warning: ``cannot write the {what} in DIR (...); going on without it, so
-        {consequence}``.
-    *partial : Path
-        Files the failed write may have left.
-    """
-    for path in partial:
-        try:
-            path.unlink(missing_ok=True)
-        except OSError:
-            pass
-    with _CACHE_LOCK:  # once per cache (run cache, latent cache) and folder
-        first = (what, str(cache_dir)) not in _CACHE_WARNED
-        _CACHE_WARNED.add((what, str(cache_dir)))
-    if first:
-        LOG.warning("cannot write the %s in %s (%s); going on without it, so %s (choose another "
-                    "work dir with -w)", what, cache_dir, exc.strerror or exc, consequence)
-
-
-def _cache_failed(cache_dir: Path, exc: OSError, *partial: Path) -> None:
-    cache_write_failed(cache_dir, exc, "run cache", "a rerun will read and decompress the runs "
-                       "again", *partial)
-
-
-def _cache_store(cache_dir: Path, key: str, bold: Path, raw: np.ndarray,
-                 slope: float, inter: float) -> None:
-    """Write a masked run (stored dtype), its scaling and its CRC-32; the ``.npy`` appears last,
-    atomically.
-
-    ``key`` is :func:`cache_key` of the run and its mask. A failed write leaves nothing behind
-    and is only warned about (see :func:`_cache_failed`).
-    """
-    target = cache_dir / f"{key}.npy"
-    meta = cache_dir / f"{key}.json"
-    tmp_meta = meta.with_name(f".tmp{os.getpid()}-{threading.get_ident()}-{meta.name}")
-    tmp = cache_dir / f".tmp{os.getpid()}-{threading.get_ident()}-{key}.npy"
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp_meta.write_text(json.dumps({"slope": slope, "inter": inter, "source": str(bold),
-                                        "crc32": _crc32(raw)}))
-        os.replace(tmp_meta, meta)
-        write_npy(tmp, raw)  # around the page cache where possible (see bidsio.direct_io)
-        os.replace(tmp, target)
-    except OSError as exc:
-        _cache_failed(cache_dir, exc, tmp_meta, tmp)
-
-
-def _cache_load(cache_dir: Path, key: str, n_voxels: int):
-    """``(raw, slope, inter)`` of the cache entry ``key`` (:func:`cache_key`), or None."""
-    target, meta = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
-    if not (target.is_file() and meta.is_file()):
-        return None
-    try:
-        scale = json.loads(meta.read_text())
-        if "crc32" not in scale:  # written by an older version: replaced without a warning
-            LOG.debug("cache entry %s has no checksum; reading the run again", target)
-            return None
-        # into the thread's buffer (valid until its next read), around the page cache
-        raw = read_npy(target, lambda n: _thread_buffer("cache", n))
-        if raw.ndim != 2 or raw.shape[1] != n_voxels:
-            raise ValueError(f"shape {raw.shape}")
-        if _crc32(raw) != int(scale["crc32"]):  # damaged on disk (~1 ms a run with ISA-L)
-            raise ValueError("checksum")
-        return raw, float(scale["slope"]), float(scale["inter"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        LOG.warning("Discarding unreadable cache file %s (%s); reading the run again", target, exc)
-        return None
-
-
-def _crc32(raw: np.ndarray) -> int:
-    """CRC-32 of an array's bytes (C order)."""
-    return _zlib.crc32(memoryview(np.ascontiguousarray(raw)).cast("B")) & 0xFFFFFFFF
-
-
-def load_masked_run_cached(bold: Path, mask: np.ndarray, cache_dir: Path | None,
-                           out: np.ndarray | None = None) -> np.ndarray:
-    """:func:`load_masked_run` through the on-disk cache (read once, then never decompressed).
-
-    Parameters
-    ----------
-    bold : Path
-    mask : ndarray of bool, shape (X, Y, Z)
-    cache_dir : Path or None
-        No caching when None.
-    out : ndarray of float32, shape (T_max, V), optional
-        Buffer written in place (see :func:`to_float32`).
-
-    Returns
-    -------
-    Y : ndarray of shape (T, V), float32, identical with and without a cache hit.
-    """
-    if cache_dir is None:
-        return load_masked_run(bold, mask, out)
-    key = cache_key(bold, mask)  # hashed once for the lookup and, on a miss, the store
-    hit = _cache_load(cache_dir, key, int(mask.sum()))
-    if hit is None:
-        raw, slope, inter = _read_masked_raw(bold, mask)
-        _cache_store(cache_dir, key, bold, raw, slope, inter)
-    else:
-        raw, slope, inter = hit
-    return to_float32(raw, slope, inter, bold, out)

@@ -1,11 +1,10 @@
 """``.npy`` files written and read around the page cache (``O_DIRECT``), for the masked-run cache.
 
-A cold participant run writes its whole masked data to the work dir once (~4 GB for a real
+A cold participant run writes its whole masked data to the work dir once (gigabytes for a real
 subject). Through the page cache every written byte first takes a fresh cache page; on a small
 or virtualised machine that allocation (reclaiming other cached files to make room) costs more
-CPU time than the disk itself — ~2.4 s of kernel time per GiB on the 2-core VM of the issue-4
-benchmark, against ~0.5 s of idle I/O wait with ``O_DIRECT``. Reads go the same way, into
-the caller's buffer.
+CPU time than the disk itself (``benchmarks/README.md``, masked-run cache by direct I/O,
+measures both). Reads go the same way, into the caller's buffer.
 
 The files are ordinary ``.npy`` (format 1.0), readable by ``numpy.load``: only the header is
 padded to :data:`ALIGN` bytes, so that the data start on a block boundary. Where ``O_DIRECT``

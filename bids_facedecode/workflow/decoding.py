@@ -27,18 +27,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .. import decode, gender, glmstats, reliability, ridge, selection
+from .. import decode, gender, reliability, ridge, selection
 from ..bidsio.labels import stimulus_genders
 from ..bidsio.simulation_truth import read_simulation_truth
 from ..config import Settings
 from ..errors import DataError, UsageError
+from ..glm import FoldAccumulator, block_betas, present_columns, whiten
 from .evaluation import EvalContext, evaluate_decoded
-from .folds import (
-    FoldAccumulator,
-    cv_folds_of_runs,
-    half_of_runs,
-    present_columns,
-)
+from .folds import cv_folds_of_runs, half_of_runs
 from .inputs import ParticipantInputs
 from .reuse import SavedDecoder, load_decoder, voxel_index
 from .ridge_inputs import choose_region_ridge, fold_maps
@@ -129,7 +125,6 @@ class SpaceResult:
     metrics: dict
     per_image: pd.DataFrame
     dof: int
-    # issue 5 additions
     decoder: str = "ols"                          # decoder of test_decoded / W / the npz
     ridge: float = 0.0                            # its ridge (relative λ), 0 for ols/wls
     noise_var: np.ndarray | None = None           # (n_sel,) residual variance (wls)
@@ -156,7 +151,7 @@ def _half_test_betas(halves, ne_all, columns: list[str],
         raise DataError("split-half reliability: the halves were not accumulated")
     out = []
     for base, minus in ((first, ()), (ne_all, (first,))):
-        betas, names = glmstats.block_betas(base, columns, test_names, minus=minus)
+        betas, names = block_betas(base, columns, test_names, minus=minus)
         b = np.full((len(test_names), ne_all.n_voxels), np.nan)
         for i, t in enumerate(test_names):
             if t in names:
@@ -192,7 +187,7 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
     V = ne_all.n_voxels
     if latents.latent_block:
         columns = zcols + other
-        fit = glmstats.whiten(ne_all, columns, tested=zcols)  # one triangular solve
+        fit = whiten(ne_all, columns, tested=zcols)  # one triangular solve
         f_map = fit.f_statistic().cpu().numpy()
         face_t = fit.t_statistic(FACE).cpu().numpy()
     elif saved is not None:
@@ -201,7 +196,7 @@ def decode_space(space: LatentSpace, ne_all, inputs: ParticipantInputs, latents:
         # latent F map is not estimated, nor the face t map without training trials
         present = set(present_columns(ne_all))
         columns = [n for n in other if n in present]
-        fit = glmstats.whiten(ne_all, columns)
+        fit = whiten(ne_all, columns)
         f_map = np.full(V, np.nan)
         face_t = (fit.t_statistic(FACE).cpu().numpy() if FACE in present
                   else np.full(V, np.nan))

@@ -73,7 +73,7 @@ def face_t(ne_all) -> np.ndarray:
     Training trials enter by the face regressor alone, so the ranking favours no latent space;
     the test images have regressors of their own and do not enter the face contrast.
     """
-    from .. import glmstats
+    from ..glm import stats as glmstats
 
     other = [n for n in ne_all.names if not n.startswith("z")]
     return glmstats.whiten(ne_all, other).t_statistic("face").cpu().numpy()
@@ -189,8 +189,9 @@ def forward_maps(ne_all, latents, test_ids: list[str], first_half=None,
     maps : dict of space -> (W (D+1, V) with the face row last, centred test latents (N, D),
         penalty per voxel (V,))
     """
-    from .. import encoding_ridge, glmstats
-    from .folds import subtract
+    from .. import encoding_ridge
+    from ..glm import stats as glmstats
+    from ..glm import subtract
 
     other = [n for n in ne_all.names if not n.startswith("z")]
     test_names = [f"test_{t}" for t in test_ids]

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import decode, glm, glmstats, ridge
+from .. import decode, glm, ridge
 from ..errors import DataError
-from .folds import FoldAccumulator, present_columns, solve_present, subtract, voxels
+from ..glm import FoldAccumulator, present_columns, solve_present, subtract, voxels
 
 
 @dataclass
@@ -82,7 +82,7 @@ def fold_maps(cv: FoldAccumulator, total: glm.NormalEquations, columns: list[str
         if model[:D + 1] != columns[:D + 1]:
             raise DataError(f"ridge: the runs outside {what} have no training trials")
         try:
-            F = glmstats.whiten(rest, model, tested=zcols).f_statistic().cpu().numpy()
+            F = glm.whiten(rest, model, tested=zcols).f_statistic().cpu().numpy()
         except DataError as exc:
             raise DataError(f"ridge: the runs outside {what} cannot be fitted ({exc})") from exc
         score = np.nan_to_num(F, nan=-np.inf)

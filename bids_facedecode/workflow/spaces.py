@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..bidsio.bold import cache_write_failed
+from ..bidsio.run_cache import cache_write_failed
 from ..bidsio.stimuli import StimulusIndex
 from ..config import Settings
 from ..errors import DataError

@@ -5,23 +5,25 @@ Reader threads decompress and mask runs ahead of the arithmetic (``--nprocs`` of
 arithmetic overlap). Runs are accumulated in batches of about 2,000 volumes with one tall
 ``X̃ᵀỸ`` product per voxel chunk (:func:`bids_facedecode.glm.accumulate_runs`); the batch
 height and the voxel chunk come from ``--mem`` (:func:`bids_facedecode.glm.plan_stream`).
-Runs are read into a fixed set of recycled float32 buffers (fresh 100-MB arrays per run cost
-more in page faults than the reading). Memory is bounded by the batch, the read-ahead and the
-``P × V`` accumulators, whatever the number of runs; the results do not depend on ``--nprocs``, ``--mem`` or the cache.
+Runs are read into a fixed set of recycled float32 buffers (a fresh array per run would be
+page-faulted in again every time). Memory is bounded by the batch, the read-ahead and the
+``P × V`` accumulators, whatever the number of runs; the results do not depend on
+``--nprocs``, ``--mem`` or the cache.
 
 The latent block of the design is passed to the GLM as its factor (HRF response per training
-trial × latent vectors; :attr:`bids_facedecode.design.RunDesign.factor`), which halves the
-arithmetic of ``XᵀY`` for a real subject. The groups of runs that need their own normal
-equations (the split halves of the reliability analysis, the ridge decoder's CV folds) are filled
-in the same pass at no extra arithmetic: runs are streamed group by group, each into one
-accumulator, and the total is the sum of the groups
-(:func:`bids_facedecode.workflow.folds.stream_plan`).
+trial × latent vectors; :attr:`bids_facedecode.design.RunDesign.factor`), which cuts the
+arithmetic of ``XᵀY`` when a run has fewer training trials than volumes. The groups of runs that
+need their own normal equations (the split halves of the reliability analysis, the ridge
+decoder's CV folds) are filled in the same pass at no extra arithmetic: runs are streamed group
+by group, each into one accumulator, and the total is the sum of the groups
+(:func:`bids_facedecode.glm.stream_plan`).
 
-**Noise model** (``--noise-model``, :mod:`bids_facedecode.noise`). With ``ar1`` each run's AR(1)
-coefficient is estimated from that run's own data by the reader thread that reads it, beside the
-arithmetic of the runs before it (:func:`run_ar1`: residuals of a voxel sample on the run's nuisance and non-latent columns,
-pooled over voxels), and the run enters every accumulator (total, halves, CV folds) as its
-whitened model. The data are still read once; the estimate costs a small product per run.
+**Noise model** (``--noise-model``, :mod:`bids_facedecode.glm.noise`). With ``ar1`` each run's
+AR(1) coefficient is estimated from that run's own data by the reader thread that reads it,
+beside the arithmetic of the runs before it (:func:`run_ar1`: residuals of a voxel sample on the
+run's nuisance and non-latent columns, pooled over voxels), and the run enters every accumulator
+(total, halves, CV folds) as its whitened model. The data are still read once; the estimate
+costs a small product per run.
 """
 
 from __future__ import annotations
@@ -34,19 +36,21 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from .. import glm, noise
-from ..bidsio.bold import load_masked_run_cached
+from .. import glm
 from ..bidsio.layout import RunInfo
+from ..bidsio.run_cache import load_masked_run_cached
 from ..config import Settings
 from ..design import RunDesign, build_run_design
 from ..errors import DataError
+from ..glm import FoldAccumulator, RunData, noise, stream_plan
 from ..runtime import settle
-from .folds import FoldAccumulator, stream_plan
+from ..tensors import as_tensor
 from .inputs import ParticipantInputs
 from .spaces import JointLatents
 
@@ -54,6 +58,34 @@ LOG = logging.getLogger(__name__)
 
 #: seconds between two progress lines of the pass (a real subject's pass takes minutes)
 PROGRESS_EVERY_S = 10.0
+
+
+class LoadedRun(NamedTuple):
+    """One run as a reader thread hands it over.
+
+    Attributes
+    ----------
+    data : ndarray of shape (T, V), float32
+        The masked run (the first ``T`` rows of ``buffer``).
+    buffer : ndarray of shape (T_max, V), float32
+        The recycled buffer holding it, given back once the run is accumulated.
+    design : RunDesign
+    rho : float
+        The run's AR(1) coefficient (0 with the white-noise model).
+    """
+
+    data: np.ndarray
+    buffer: np.ndarray
+    design: RunDesign
+    rho: float
+
+
+class _Pending(NamedTuple):
+    """A run waiting in the batch: what the GLM takes, its accumulator, its buffer."""
+
+    run: RunData
+    target: glm.NormalEquations
+    buffer: np.ndarray
 
 
 class _Progress:
@@ -102,7 +134,7 @@ def run_ar1(design: RunDesign, Y: np.ndarray, sample: np.ndarray) -> float:
     design : RunDesign
     Y : ndarray of shape (T, V), float32
     sample : ndarray of int, shape (m,)
-        Voxel indices (:func:`bids_facedecode.noise.sample_voxels`).
+        Voxel indices (:func:`bids_facedecode.glm.noise.sample_voxels`).
 
     Returns
     -------
@@ -110,9 +142,9 @@ def run_ar1(design: RunDesign, Y: np.ndarray, sample: np.ndarray) -> float:
     """
     T = Y.shape[0]
     cols = np.hstack([design.nuisance, design.shared[:, design.n_latents:]])
-    Q = glm.nuisance_basis(torch.from_numpy(cols))
+    Q = glm.nuisance_basis(as_tensor(cols, "cpu"))
     if Q.shape[1] > T - 3:
-        Q = glm.nuisance_basis(torch.from_numpy(np.ascontiguousarray(design.nuisance)))
+        Q = glm.nuisance_basis(as_tensor(design.nuisance, "cpu"))
     return noise.estimate_ar1(Y[:, sample], Q.numpy())
 
 
@@ -122,13 +154,14 @@ def quiet_cpu() -> Iterator[None]:
 
     * numpy's (and scipy's) OpenBLAS runs on one thread: the pass calls it only for small
       products (a run's design), after which its idle threads spin-wait and take CPU time from
-      the products and the decompression (~4 % of a cold pass on two cores). torch's own BLAS
-      and thread pool are not affected.
+      the products and the decompression. torch's own BLAS and thread pool are not affected.
     * The objects made before the pass (the participant's inputs and latents) are frozen out
       of the garbage collector (:func:`bids_facedecode.runtime.settle`), whose full
-      collections would otherwise walk them again and again while the pass allocates (~2 % of
-      a cold pass). They stay frozen afterwards: they live until the participant is done, and
-      reference counting still frees them then.
+      collections would otherwise walk them again and again while the pass allocates. They stay
+      frozen afterwards: they live until the participant is done, and reference counting still
+      frees them then.
+
+    ``benchmarks/README.md`` measures what each costs.
     """
     settle()
     with threadpool_limits(limits=1, user_api="blas"):
@@ -157,13 +190,13 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
         ``noise_model``.
     device : torch.device
     cache_dir : Path or None
-        Masked-run cache (see :mod:`bids_facedecode.bidsio.bold`).
+        Masked-run cache (see :mod:`bids_facedecode.bidsio.run_cache`).
     precision : {"mixed", "double"}, optional
         Overrides ``settings.glm_precision``.
     partitions : sequence of FoldAccumulator (or None)
         Groups of runs whose own normal equations are wanted too (the split halves, the CV
         folds); filled in the same pass, each run still accumulated once
-        (:func:`bids_facedecode.workflow.folds.stream_plan`).
+        (:func:`bids_facedecode.glm.stream_plan`).
 
     Returns
     -------
@@ -199,7 +232,7 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
     for _ in range(min(len(runs), ahead + rows // shortest + 1)):
         free.put(None)  # allocated on first use
 
-    def load(k: int) -> tuple[np.ndarray, np.ndarray, RunDesign, float]:
+    def load(k: int) -> LoadedRun:
         """Read run ``k``, build its design and estimate its AR(1) coefficient (reader thread:
         beside the arithmetic of the runs before it)."""
         run = runs[k]
@@ -211,18 +244,19 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
             if Y.shape[0] != run.n_scans:
                 raise DataError(f"{run.bold}: {Y.shape[0]} volumes, header says {run.n_scans}")
             design = first if k == 0 else _design(inputs, latents, settings, k)
-            return Y, buf, design, (run_ar1(design, Y, sample) if ar1 else 0.0)
+            return LoadedRun(Y, buf, design, run_ar1(design, Y, sample) if ar1 else 0.0)
         except BaseException:
             free.put(buf)
             raise
 
     def flush() -> None:
-        glm.accumulate_runs([p[5] for p in pending], [p[:5] for p in pending], voxel_chunk=chunk)
+        glm.accumulate_runs([p.target for p in pending], [p.run for p in pending],
+                            voxel_chunk=chunk)
         for p in pending:
-            free.put(p[6])
+            free.put(p.buffer)
         pending.clear()
 
-    pending: list[tuple] = []
+    pending: list[_Pending] = []
     wait = 0.0
     order = plan.order
     progress = _Progress(inputs.subject, runs, t0)
@@ -237,27 +271,29 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
         for i, k in enumerate(order):
             run = runs[k]
             tw = time.perf_counter()
-            Y, buf, design, rho = futures.popleft().result()
+            loaded = futures.popleft().result()
             wait += time.perf_counter() - tw
             if i + ahead < len(runs):
                 futures.append(pool.submit(load, order[i + ahead]))
-            if pending and sum(p[1].shape[0] for p in pending) + Y.shape[0] > rows:
+            if pending and sum(p.run.data.shape[0] for p in pending) + loaded.data.shape[0] > rows:
                 flush()
-            rhos[run.label] = rho
-            pending.append((design.shared, Y, design.nuisance, design.factor, rho,
-                            slots[plan.home[k]], buf))
-            del Y, buf
+            rhos[run.label] = loaded.rho
+            design = loaded.design
+            pending.append(_Pending(
+                RunData(design.shared, loaded.data, design.nuisance, design.factor, loaded.rho),
+                slots[plan.home[k]], loaded.buffer))
+            del loaded, design
             if i in plan.copies:  # a group is complete: copy it where it is also needed
                 flush()
-                for a, b in plan.copies[i]:
-                    slots[b].add_(slots[a])
+                for copy in plan.copies[i]:
+                    slots[copy.target].add_(slots[copy.source])
             LOG.debug("sub-%s: run %d/%d (%s) read, %.1f s", inputs.subject, i + 1, len(runs),
                       run.label, time.perf_counter() - t0)
             progress.step(i, run)
         flush()
         ne.workspace.clear()
-    for a, b in plan.final:
-        slots[b].add_(slots[a])
+    for copy in plan.final:
+        slots[copy.target].add_(slots[copy.source])
     ne = plan.hand_out(slots)
     ne.noise = {"model": settings.noise_model,
                 "ar1": {r.label: rhos[r.label] for r in runs} if ar1 else {}}

@@ -1,28 +1,15 @@
-"""Streaming joint GLM over runs: normal equations, Cholesky solve, F and t statistics.
+"""The joint GLM's normal equations: accumulators, the nuisance basis, the Cholesky solve.
 
-Runs are fitted jointly with run-specific nuisance regressors (drift, intercept,
-confounds). By the Frisch–Waugh–Lovell theorem, the shared coefficients of the joint
-model with a block-diagonal nuisance design equal those of the model in which each run's
-nuisance subspace has been projected out of that run's ``X`` and ``Y``. So each run
-contributes ``X̃ᵀX̃``, ``X̃ᵀỸ`` and ``Σỹ²`` (``~`` = residualised on the run's nuisance
-columns) and is then forgotten: memory is ``O(P² + P·V)``, never ``O(T·V)`` for all runs.
+Runs are fitted jointly with run-specific nuisance regressors (drift, intercept, confounds). By
+the Frisch–Waugh–Lovell theorem, the shared coefficients of the joint model with a
+block-diagonal nuisance design equal those of the model in which each run's nuisance subspace
+has been projected out of that run's ``X`` and ``Y``. So each run contributes ``X̃ᵀX̃``,
+``X̃ᵀỸ`` and ``Σỹ²`` (``~`` = residualised on the run's nuisance columns) and is then
+forgotten: memory is ``O(P² + P·V)``, never ``O(T·V)`` for all runs
+(:mod:`bids_facedecode.glm.accumulate` adds the runs).
 
-Precision (see :mod:`bids_facedecode.device`): BOLD data arrive as float32; the nuisance
-projection, ``X̃ᵀX̃``, ``Σỹ²`` and the accumulated ``X̃ᵀỸ`` are float64. With
-``precision="double"`` (default) the per-run product ``X̃ᵀỸ`` is an in-place float64
-``addmm`` — measured as fast as float32 on the 2-core CPU (0.19 s for P=1100, T=200,
-V=50k) and exact to ~1e-12. ``precision="mixed"`` computes that product in float32 (for
-GPUs with slow float64) and adds it to the float64 accumulator (~1e-7 relative).
-
-Speed (issue 4): :func:`accumulate_runs` stacks several residualised runs and does one tall
-product per voxel chunk, so the float64 ``P × V`` accumulator is touched once per batch of
-~2,000 volumes instead of once per run (a per-run update is bound by memory traffic). On the
-2-core CPU a float64 product is ~2.5x slower than float32 at T=10k, V=50k, P=1100, so the
-participant level uses ``precision="mixed"`` (``--glm-precision``); the voxel means of each
-run are subtracted first (exact in float32), which keeps mixed precision at ~1e-7 relative.
-:func:`plan_stream` sizes the batch and the voxel chunk from ``--mem``. The accumulation lives
-in :mod:`bids_facedecode.accumulate` and is re-exported here.
-
+The accumulators are float64; ``precision`` records the arithmetic of the per-run ``X̃ᵀỸ``
+product (``"double"``: float64; ``"mixed"``: float32 added to the float64 accumulator).
 Everything here is written once on torch tensors and runs unchanged on CPU and CUDA.
 """
 
@@ -34,8 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .device import GRAM_DTYPE
-from .errors import DataError, UsageError
+from ..device import GRAM_DTYPE
+from ..errors import DataError, UsageError
+from ..tensors import as_tensor
 
 PRECISIONS = ("double", "mixed")
 # a scaled Gram matrix whose smallest/largest eigenvalue ratio falls below this is singular
@@ -66,8 +54,9 @@ class NormalEquations:
     precision : {"double", "mixed"}
         Arithmetic of the per-run ``X̃ᵀỸ`` product.
     workspace : dict
-        Buffers reused from one :func:`accumulate_runs` call to the next (fresh large
-        allocations cost page faults on every batch); ``workspace.clear()`` frees them.
+        Buffers reused from one :func:`~bids_facedecode.glm.accumulate.accumulate_runs` call to
+        the next (fresh large allocations cost page faults on every batch);
+        ``workspace.clear()`` frees them.
     noise : dict
         The noise model the runs were accumulated with, set by the participant level's pass:
         ``{"model": "ar1" | "ols", "ar1": {run label: AR(1) coefficient}}`` (empty otherwise;
@@ -177,18 +166,6 @@ def nuisance_basis(nuisance: torch.Tensor) -> torch.Tensor:
     tol = max(T, K) * torch.finfo(nuisance.dtype).eps * (s[0] if s.numel() else 0.0)
     r = int((s > tol).sum())
     return U[:, :r]
-
-
-def _as_tensor(
-    a, device: torch.device, dtype: torch.dtype | None = None, copy: bool = False
-) -> torch.Tensor:
-    if isinstance(a, np.ndarray):
-        t = torch.from_numpy(np.ascontiguousarray(a))
-    elif isinstance(a, torch.Tensor):
-        t = a
-    else:
-        t = torch.as_tensor(np.asarray(a))
-    return t.to(device=device, dtype=dtype if dtype is not None else t.dtype, copy=copy)
 
 
 def column_indices(ne: NormalEquations, columns) -> list[int]:
@@ -309,7 +286,7 @@ def factor_gram(
     return L, s
 
 
-def _factor(ne: NormalEquations) -> tuple[torch.Tensor, torch.Tensor]:
+def cholesky_factor(ne: NormalEquations) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`factor_gram` of ``ne`` (``xtx = diag(s) L Lᵀ diag(s)``)."""
     if ne.n_obs == 0:
         raise DataError("GLM: no runs were accumulated")
@@ -332,81 +309,8 @@ def solve(ne: NormalEquations) -> torch.Tensor:
     DataError
         When the design is singular; the message names the collinear regressors.
     """
-    L, s = _factor(ne)
+    L, s = cholesky_factor(ne)
     return torch.cholesky_solve(ne.xty / s[:, None], L).div_(s[:, None])  # 2 P×V temporaries
-
-
-def residual_variance(ne: NormalEquations, betas: torch.Tensor) -> torch.Tensor:
-    """Residual variance per voxel, from the normal equations (no residual matrix).
-
-    ``RSS = Σy² − βᵀXᵀY`` at the least-squares solution; ``σ² = RSS / dof`` with
-    ``dof = n_obs − n_nuisance − P``.
-
-    Parameters
-    ----------
-    ne : NormalEquations
-    betas : Tensor of shape (P, V)
-
-    Returns
-    -------
-    Tensor of shape (V,), float64.
-    """
-    if ne.dof <= 0:
-        raise DataError(
-            f"GLM: no residual degrees of freedom ({ne.n_obs} volumes, {ne.n_nuisance} nuisance "
-            f"and {ne.n_regressors} shared regressors)"
-        )
-    b = betas.to(device=ne.device, dtype=GRAM_DTYPE)
-    rss = ne.yty - (b * ne.xty).sum(dim=0)
-    return torch.clamp(rss, min=0.0) / ne.dof
-
-
-def _inverse_gram(ne: NormalEquations) -> torch.Tensor:
-    L, s = _factor(ne)
-    return torch.cholesky_inverse(L) / (s[:, None] * s[None, :])
-
-
-def f_statistic(
-    ne: NormalEquations,
-    betas: torch.Tensor,
-    columns,
-    voxel_chunk: int | None = 16384,
-) -> torch.Tensor:
-    """F statistic of the joint null ``β_c = 0`` for a block of regressors (e.g. ``z1..zD``).
-
-    ``F = β_cᵀ [(XᵀX)⁻¹]_cc⁻¹ β_c / (q σ²)`` with ``q = len(columns)``, on
-    ``(q, dof)`` degrees of freedom.
-
-    Parameters
-    ----------
-    ne : NormalEquations
-    betas : Tensor of shape (P, V)
-    columns : names or indices of the tested regressors
-    voxel_chunk : int, optional
-        Voxels per step of the quadratic form.
-
-    Returns
-    -------
-    Tensor of shape (V,), float64.
-    """
-    idx = column_indices(ne, columns)
-    q = len(idx)
-    sigma2 = residual_variance(ne, betas)
-    inv = _inverse_gram(ne)
-    ii = torch.tensor(idx, device=ne.device)
-    A = inv[ii][:, ii]
-    LA, info = torch.linalg.cholesky_ex(A)
-    if int(info) != 0:
-        raise DataError("F test: the covariance of the tested block is not positive definite")
-    b = betas.to(device=ne.device, dtype=GRAM_DTYPE)[ii]
-    V = b.shape[1]
-    step = V if not voxel_chunk else int(voxel_chunk)
-    quad = torch.empty(V, dtype=GRAM_DTYPE, device=ne.device)
-    for start in range(0, V, step):
-        bc = b[:, start : start + step]
-        w = torch.linalg.solve_triangular(LA, bc, upper=False)  # βᵀA⁻¹β = ‖L_A⁻¹β‖²
-        quad[start : start + step] = (w * w).sum(dim=0)
-    return quad / (q * sigma2)
 
 
 def contrast_weights(names: Sequence[str], contrast, device, what: str = "design") -> torch.Tensor:
@@ -434,54 +338,7 @@ def contrast_weights(names: Sequence[str], contrast, device, what: str = "design
                 raise DataError(f"regressor {name!r} is not in the {what}")
             c[list(names).index(name)] = float(w)
         return c
-    c = _as_tensor(contrast, torch.device(device), GRAM_DTYPE).flatten()
+    c = as_tensor(contrast, device, GRAM_DTYPE).flatten()
     if c.numel() != P:
         raise DataError(f"contrast has {c.numel()} weights, the {what} {P} columns")
     return c
-
-
-def contrast_vector(ne: NormalEquations, contrast) -> torch.Tensor:
-    """A contrast given as a name, a ``{name: weight}`` mapping or a length-P vector."""
-    return contrast_weights(ne.names, contrast, ne.device)
-
-
-def t_statistic(ne: NormalEquations, betas: torch.Tensor, contrast) -> torch.Tensor:
-    """t statistic of a contrast ``cᵀβ`` (e.g. ``"face"``: face vs. the implicit baseline).
-
-    Parameters
-    ----------
-    ne : NormalEquations
-    betas : Tensor of shape (P, V)
-    contrast : str, mapping name -> weight, or array of shape (P,)
-
-    Returns
-    -------
-    Tensor of shape (V,), float64, on ``dof`` degrees of freedom.
-    """
-    c = contrast_vector(ne, contrast)
-    sigma2 = residual_variance(ne, betas)
-    inv = _inverse_gram(ne)
-    effect = c @ betas.to(device=ne.device, dtype=GRAM_DTYPE)
-    var = (c @ inv @ c) * sigma2
-    return effect / torch.sqrt(var)
-
-
-def f_pvalue(F, q: int, dof: int) -> np.ndarray:
-    """Upper-tail p-values of F statistics on ``(q, dof)`` degrees of freedom, shape (V,)."""
-    from scipy import stats
-
-    F = F.detach().cpu().numpy() if isinstance(F, torch.Tensor) else np.asarray(F)
-    return stats.f.sf(F, q, dof)
-
-
-# the streamed accumulation lives in .accumulate (which imports this module); its public
-# functions are served from here too, lazily (PEP 562), whatever the import order
-_ACCUMULATION = ("accumulate_run", "accumulate_runs", "plan_stream", "stream_memory")
-
-
-def __getattr__(name: str):
-    if name in _ACCUMULATION:
-        from . import accumulate
-
-        return getattr(accumulate, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

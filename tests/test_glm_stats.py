@@ -1,17 +1,19 @@
-"""One-solve voxel statistics (``glmstats``) against the full solve, nilearn-checked ``glm``.
+"""One-solve voxel statistics (``glm.stats``) against the full solve (``glm_reference``).
 
-``glm.solve`` / ``f_statistic`` / ``t_statistic`` / ``residual_variance`` are themselves tested
-against numpy least squares and nilearn in ``test_glm.py``; here the whitened shortcuts must
+``glm.solve`` and the full-solve ``f_statistic`` / ``t_statistic`` / ``residual_variance`` of
+``tests/glm_reference.py`` are themselves tested against numpy least squares and nilearn in
+``test_glm.py``; here the whitened shortcuts must
 give the same maps on a model restricted to a subset of the accumulated regressors, and the
 half betas from rows of the inverse must equal a full solve of the half.
 """
 
 from __future__ import annotations
 
+import glm_reference
 import numpy as np
 import pytest
 
-from bids_facedecode import glm, glmstats
+from bids_facedecode import glm
 from bids_facedecode.errors import DataError
 
 P, V = 9, 300
@@ -44,13 +46,13 @@ def test_whitened_maps_equal_the_full_solve(rng, columns):
     ref = glm.subset(total, columns)
     betas = glm.solve(ref)
     tested = [c for c in columns if c.startswith("z")]
-    w = glmstats.whiten(total, columns, tested)
+    w = glm.whiten(total, columns, tested)
     assert w.dof == ref.dof
-    _close(w.residual_variance().numpy(), glm.residual_variance(ref, betas).numpy())
-    _close(w.f_statistic().numpy(), glm.f_statistic(ref, betas, tested).numpy())
-    _close(w.t_statistic("face").numpy(), glm.t_statistic(ref, betas, "face").numpy())
+    _close(w.residual_variance().numpy(), glm_reference.residual_variance(ref, betas).numpy())
+    _close(w.f_statistic().numpy(), glm_reference.f_statistic(ref, betas, tested).numpy())
+    _close(w.t_statistic("face").numpy(), glm_reference.t_statistic(ref, betas, "face").numpy())
     _close(w.t_statistic({"face": 1, "test_a": -1}).numpy(),
-           glm.t_statistic(ref, betas, {"face": 1, "test_a": -1}).numpy())
+           glm_reference.t_statistic(ref, betas, {"face": 1, "test_a": -1}).numpy())
     _close(w.betas().numpy(), betas.numpy())
     sel = np.array([5, 17, 299, 0])
     _close(w.betas(sel).numpy(), betas[:, sel].numpy())
@@ -63,7 +65,7 @@ def test_block_betas_equal_a_full_solve_of_each_half(rng):
     keep = ["test_b", "test_a"]
     for minus, half in (((), halves[0]), ((halves[0],), halves[1])):
         base = halves[0] if not minus else total
-        b, names = glmstats.block_betas(base, NAMES, keep, minus=minus)
+        b, names = glm.block_betas(base, NAMES, keep, minus=minus)
         ref = glm.solve(half).numpy()
         assert names == keep
         _close(b.numpy(), ref[[NAMES.index(n) for n in keep]])
@@ -74,7 +76,7 @@ def test_block_betas_drop_absent_regressors(rng):
     total.x_ss[NAMES.index("test_b")] = 0.0  # as if no run of this part showed test_b
     keep = ["test_a", "test_b"]
     cols = [n for n in NAMES if n != "test_b"]
-    b, names = glmstats.block_betas(total, NAMES, keep)
+    b, names = glm.block_betas(total, NAMES, keep)
     assert names == ["test_a"]
     ref = glm.solve(glm.subset(total, cols)).numpy()
     _close(b.numpy()[0], ref[cols.index("test_a")])
@@ -85,6 +87,6 @@ def test_singular_model_names_the_regressors(rng):
     total.xtx[:, 1] = total.xtx[:, 0]
     total.xtx[1, :] = total.xtx[0, :]
     with pytest.raises(DataError, match="z1"):
-        glmstats.whiten(total, NAMES, ["z1"])
+        glm.whiten(total, NAMES, ["z1"])
     with pytest.raises(DataError, match="not all in the model"):
-        glmstats.whiten(total, NAMES[:3], ["face"])
+        glm.whiten(total, NAMES[:3], ["face"])

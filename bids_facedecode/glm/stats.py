@@ -12,9 +12,10 @@ of a full Cholesky solve). Then, per voxel,
 * the betas of any voxels are a back-substitution ``β = S⁻¹ L⁻ᵀ U`` of those columns only.
 
 The participant level only needs betas at the selected voxels (decoding) and F, t and σ² maps
-at every voxel, so :class:`Whitened` replaces ``solve`` + ``f_statistic`` + ``t_statistic``
-(each a ``P × V`` pass) by one solve. A model on a subset of the accumulated regressors (one
-latent space of a joint fit) is read straight from the accumulator, without copying it.
+at every voxel, so :class:`Whitened` gives them all from one solve, where a full solve and its
+F and t statistics would each make a ``P × V`` pass. A model on a subset of the accumulated
+regressors (one latent space of a joint fit) is read straight from the accumulator, without
+copying it.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .device import GRAM_DTYPE
-from .errors import DataError
-from .glm import NormalEquations, column_indices, contrast_weights, factor_gram
+from ..device import GRAM_DTYPE
+from ..errors import DataError
+from .normal_equations import NormalEquations, column_indices, contrast_weights, factor_gram
 
 
 @dataclass
