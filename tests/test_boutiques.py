@@ -243,7 +243,7 @@ def test_metadata(desc) -> None:
 
 
 def test_declared_outputs_match_the_writers(desc) -> None:
-    from bids_facedecode.bidsio.participant_outputs import metrics_path
+    from bids_facedecode.bidsio.outputs import metrics_path
 
     patterns = {o["id"]: o["path-template"]
                 for o in desc["custom"]["bids_facedecode:output-files"]}

@@ -29,6 +29,7 @@ import pandas as pd
 
 from .. import decode, gender, glmstats, reliability, ridge, selection
 from ..bidsio.labels import stimulus_genders
+from ..bidsio.outputs import SavedDecoder, load_decoder
 from ..config import Settings
 from ..errors import DataError, UsageError
 from .evaluation import EvalContext, evaluate_decoded
@@ -39,7 +40,7 @@ from .folds import (
     present_columns,
 )
 from .inputs import ParticipantInputs
-from .reuse import SavedDecoder, load_decoder, voxel_index
+from .reuse import voxel_index
 from .ridge_inputs import choose_region_ridge, fold_maps
 from .spaces import JointLatents, LatentSpace
 
@@ -58,6 +59,14 @@ class Analyses:
     cv_kind: str = ""
     rois: dict[str, np.ndarray] = field(default_factory=dict)   # region -> bool (V,)
     saved: dict[str, SavedDecoder] = field(default_factory=dict)  # space -> decoder
+    atlas: object | None = None                                   # roi.Atlas of --roi-atlas
+
+    def map_regions(self, mask_img) -> None:
+        """The atlas's regions over the analysed voxels of ``mask_img`` (once the mask is known)."""
+        if self.atlas is not None:
+            from ..roi import roi_masks
+
+            self.rois = roi_masks(self.atlas, mask_img)
 
 
 def load_saved_decoders(settings: Settings) -> dict[str, SavedDecoder]:
@@ -71,12 +80,19 @@ def load_saved_decoders(settings: Settings) -> dict[str, SavedDecoder]:
     return saved
 
 
-def plan_analyses(settings: Settings, inputs: ParticipantInputs, mask_img,
+def plan_analyses(settings: Settings, inputs: ParticipantInputs, mask_img=None,
                   saved: dict[str, SavedDecoder] | None = None) -> Analyses:
     """Decide the extra accumulators and regions of a participant before the data pass.
 
-    ``saved`` are the ``--decoder-from`` decoders by space (:func:`load_saved_decoders`; read
-    here when omitted).
+    Reads no BOLD data: the options are checked against the participant's runs and the atlas
+    is read here, its regions mapped onto the analysis mask when ``mask_img`` is given (or
+    later, :meth:`Analyses.map_regions`). ``saved`` are the ``--decoder-from`` decoders by
+    space (:func:`load_saved_decoders`; read here when omitted).
+
+    Raises
+    ------
+    UsageError, DataError, NoInputError
+        An option these runs cannot support, a missing or unreadable atlas.
     """
     for d in settings.decoders:
         if d not in DECODERS:
@@ -95,9 +111,11 @@ def plan_analyses(settings: Settings, inputs: ParticipantInputs, mask_img,
         folds, out.cv_kind = cv_folds_of_runs(inputs.runs)
         out.cv = FoldAccumulator(folds, "ridge cross-validation")
     if settings.roi_atlas is not None:
-        from ..roi import load_atlas, roi_masks
+        from ..roi import load_atlas
 
-        out.rois = roi_masks(load_atlas(settings.roi_atlas, settings.roi_labels), mask_img)
+        out.atlas = load_atlas(settings.roi_atlas, settings.roi_labels)
+        if mask_img is not None:
+            out.map_regions(mask_img)
     return out
 
 
@@ -122,7 +140,6 @@ class SpaceResult:
     metrics: dict
     per_image: pd.DataFrame
     dof: int
-    # issue 5 additions
     decoder: str = "ols"                          # decoder of test_decoded / W / the npz
     ridge: float = 0.0                            # its ridge (relative λ), 0 for ols/wls
     noise_var: np.ndarray | None = None           # (n_sel,) residual variance (wls)
