@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from .bidsio.derivatives import ensure_dataset_description, write_tsv
-from .bidsio.results import read_metrics_table
+from .bidsio.outputs import group_table_path, read_metrics_table
 from .config import Settings
 
 LOG = logging.getLogger(__name__)
@@ -183,11 +182,9 @@ def run_group(settings: Settings) -> int:
     table = read_metrics_table(out, settings.task)
     summary, paired = group_statistics(table)
     ensure_dataset_description(out, settings.bids_dir)
-    prefix = out / "group" / f"group_task-{settings.task}"
-    write_tsv(Path(f"{prefix}_metrics.tsv"), table)
-    write_tsv(Path(f"{prefix}_stats.tsv"), summary)
-    write_tsv(Path(f"{prefix}_paired.tsv"), paired)
-    write_tsv(Path(f"{prefix}_statistics.tsv"), tidy_statistics(table, summary, paired))
+    for name, frame in (("metrics", table), ("stats", summary), ("paired", paired),
+                        ("statistics", tidy_statistics(table, summary, paired))):
+        write_tsv(group_table_path(out, settings.task, name), frame)
     from .report.group_report import write_group_report
 
     # built from the files just written; a report failure is logged, never fatal

@@ -98,6 +98,15 @@ def save_image(image: np.ndarray, path: str | Path, quality: int = 95) -> None:
     Image.fromarray(to_uint8(image)).save(path, **kwargs)
 
 
+def png_bytes(image: np.ndarray) -> bytes:
+    """One ``(H, W, 3)`` float image in [0, 1] as PNG bytes."""
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(to_uint8(image)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def list_images(folder: str | Path) -> list[Path]:
     """All image files under ``folder`` (recursive), sorted by path."""
     folder = Path(folder)

@@ -293,8 +293,8 @@ def test_imagery_labels_table_replaces_the_events_column(app_dataset, small_pca,
 
 
 def test_saved_decoder_carries_its_gender_axis(analyses_run, tmp_path):
+    from bids_facedecode.bidsio.outputs import load_decoder
     from bids_facedecode.errors import DataError
-    from bids_facedecode.workflow.reuse import load_decoder
 
     npz = analyses_run / "sub-01" / "func" / "sub-01_task-faces_desc-pca_decoder.npz"
     saved = load_decoder(npz)

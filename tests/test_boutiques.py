@@ -258,7 +258,7 @@ def test_bids_app_spec_version(desc, tmp_path) -> None:
 
 
 def test_declared_outputs_match_the_writers(desc) -> None:
-    from bids_facedecode.bidsio.participant_outputs import metrics_path
+    from bids_facedecode.bidsio.outputs import metrics_path
 
     patterns = {o["id"]: o["path-template"]
                 for o in desc["custom"]["bids_facedecode:output-files"]}

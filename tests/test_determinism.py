@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from conftest import write_truth_table
 
+from bids_facedecode import __version__
 from bids_facedecode.cli import main
 
 STEM = "sub-01_task-faces"
@@ -64,10 +65,11 @@ def test_seed_and_versions_recorded(runs):
     for name, seed in (("a", 7), ("c", 8)):
         config = json.loads((runs[name] / "logs" / "sub-01_config.json").read_text())
         assert config["seed"] == seed
-        versions = config["software_versions"]
+        versions = config["library_versions"]  # the one record of the versions
+        assert "software_versions" not in config
         for dist in ("numpy", "torch", "nilearn", "nibabel", "pybids"):
             assert versions[dist] == version(dist)
-        assert versions["bids_facedecode"] == config["version"]
+        assert config["version"] == __version__
         metrics = json.loads((runs[name] / "sub-01" / f"{STEM}_desc-truth_metrics.json").read_text())
         assert metrics["seed"] == seed
 

@@ -174,19 +174,44 @@ def test_mask_is_intersection_across_runs(sim_tiny, layout, tmp_path):
 @pytest.fixture(scope="module")
 def two_runs(sim_tiny, tmp_path_factory):
     """The app run on raw BOLD and on the fMRIPrep derivatives (confounds none and default)."""
+    from bids_facedecode.workflow import streaming
+
     base = tmp_path_factory.mktemp("fmriprep_app")
     table = write_truth_table(sim_tiny, base / "truth.tsv")
     outs = {}
+    fitted: list[np.ndarray] = []  # [X | nuisance] of every run the GLM accumulated ("prep")
+    accumulate = streaming.glm.accumulate_runs
+
+    def recording(ne, runs, **kw):
+        fitted.extend(np.hstack([np.asarray(r[0]), np.asarray(r[2])]) for r in runs)
+        return accumulate(ne, runs, **kw)
+
     for name, extra in (("raw", []),
                         ("prep_none", ["--derivatives", str(sim_tiny / "derivatives" / "fmriprep"),
                                        "--confounds", "none"]),
                         ("prep", ["--derivatives", str(sim_tiny / "derivatives" / "fmriprep")])):
         out = base / name
-        code = main([str(sim_tiny), str(out), "participant", "--latent-space", "truth", "--latents",
-                     f"truth={table}", "--n-voxels", "100", "-w", str(base / f"work_{name}"), *extra])
+        with pytest.MonkeyPatch.context() as mp:
+            if name == "prep":
+                mp.setattr(streaming.glm, "accumulate_runs", recording)
+            code = main([str(sim_tiny), str(out), "participant", "--latent-space", "truth", "--latents",
+                         f"truth={table}", "--n-voxels", "100", "-w", str(base / f"work_{name}"), *extra])
         assert code == 0
         outs[name] = out
+    outs["fitted"] = fitted
     return outs
+
+
+def test_the_reported_design_is_the_fitted_one_confounds_included(two_runs):
+    """The report's design table of a --derivatives run holds the first run's design as the GLM
+    accumulated it: the same columns (the fMRIPrep confounds among them) and the same values."""
+    func = two_runs["prep"] / "sub-01" / "func"
+    (path,) = func.glob("*run-01_design.tsv")
+    shown = pd.read_csv(path, sep="\t")
+    assert {"trans_x", "rot_z"} <= set(shown.columns)  # the default strategy's motion parameters
+    same = [f for f in two_runs["fitted"] if f.shape == shown.shape
+            and np.allclose(f, shown.to_numpy(float), rtol=1e-5, atol=1e-6)]
+    assert len(same) == 1, f"no accumulated run design matches {path.name} ({shown.shape})"
 
 
 def test_derivatives_end_to_end_names_carry_space(two_runs):

@@ -20,14 +20,11 @@ import pytest
 from conftest import app_args
 from PIL import Image
 
-from bids_facedecode.bidsio.report_inputs import (
-    parse_bids_name,
-    read_participant_record,
-    split_tiles,
-)
+from bids_facedecode.bidsio.derivatives import parse_bids_name
 from bids_facedecode.cli import main
 from bids_facedecode.report import _fmt
 from bids_facedecode.report.design import column_groups, group_correlations, regressor_correlations
+from bids_facedecode.report.inputs import read_participant_record, split_tiles
 from bids_facedecode.report.maps import choose_background
 
 SUBJECT = "01"

@@ -217,14 +217,14 @@ def _one_shot(case):
     """Every run accumulated on its own, all voxels at once, float64 (the reference path)."""
     from bids_facedecode.bidsio.bold import load_masked_run
     from bids_facedecode.glm import noise
-    from bids_facedecode.workflow.streaming import _design, run_ar1
+    from bids_facedecode.workflow.streaming import run_ar1, run_design
 
     settings, inputs, latents, mask, _ = case
     ne = None
     sample = noise.sample_voxels(int(mask.sum()))
     rhos = {}
     for k, run in enumerate(inputs.runs):
-        d = _design(inputs, latents, settings, k)
+        d = run_design(inputs, latents, settings, k)
         ne = ne or glm.new_normal_equations(d.shared_names, int(mask.sum()), precision="double")
         Y = load_masked_run(run.bold, mask)
         rhos[run.label] = run_ar1(d, Y, sample) if settings.noise_model == "ar1" else 0.0
@@ -366,7 +366,7 @@ def test_stream_holds_a_bounded_number_of_runs(stream_case, monkeypatch):
 
     monkeypatch.setattr(streaming, "load_masked_run_cached", tracked)
     T = max(r.n_scans for r in inputs.runs)
-    P = len(streaming._design(inputs, latents, settings, 0).shared_names)
+    P = len(streaming.run_design(inputs, latents, settings, 0).shared_names)
     mem = glm.stream_memory(P, int(mask.sum()), 2 * T, 4096, "mixed", held_rows=3 * T,
                             reader_bytes=streaming.reader_memory(2, T, mask)) / 2**30
     s = dataclasses.replace(settings, nprocs=2, mem_gb=mem)

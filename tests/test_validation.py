@@ -13,6 +13,7 @@ from conftest import write_truth_table
 from bids_facedecode.bidsio import validation
 from bids_facedecode.cli import main
 from bids_facedecode.errors import DataError, NoInputError, ValidationError
+from bids_facedecode.workflow import checks
 
 needs_validator = pytest.mark.skipif(validation.find_validator() is None,
                                      reason="bids-validator-deno not installed")
@@ -79,31 +80,31 @@ def _inputs(n_unique: int, n_trials: int, n_test: int = 2, n_img: int = 0, n_sca
 
 def test_enough_trials_boundary():
     """D + 1 distinct training images is the minimum for D latent dimensions (summed over spaces)."""
-    validation.check_enough_trials(_inputs(n_unique=11, n_trials=40), [6, 4])
+    checks.check_enough_trials(_inputs(n_unique=11, n_trials=40), [6, 4])
     with pytest.raises(DataError, match=r"/data/sub-01/func: .* 10 distinct training images .* at least 11"):
-        validation.check_enough_trials(_inputs(n_unique=10, n_trials=40), [6, 4])
+        checks.check_enough_trials(_inputs(n_unique=10, n_trials=40), [6, 4])
     # trials: more than max(D) + 1 + n_test + n_imagery
     with pytest.raises(DataError, match="more than 10"):
-        validation.check_enough_trials(_inputs(n_unique=10, n_trials=10, n_test=2, n_img=1), [6])
-    validation.check_enough_trials(_inputs(n_unique=10, n_trials=11, n_test=2, n_img=1), [6])
+        checks.check_enough_trials(_inputs(n_unique=10, n_trials=10, n_test=2, n_img=1), [6])
+    checks.check_enough_trials(_inputs(n_unique=10, n_trials=11, n_test=2, n_img=1), [6])
     with pytest.raises(DataError, match="volumes"):
-        validation.check_enough_trials(_inputs(n_unique=11, n_trials=40, n_scans=12), [6, 4])
+        checks.check_enough_trials(_inputs(n_unique=11, n_trials=40, n_scans=12), [6, 4])
 
 
 def test_no_training_trials_pass_only_when_every_space_has_a_saved_decoder():
     none = _inputs(n_unique=0, n_trials=0)
-    validation.check_enough_trials(none, [6, 4], to_fit=())  # both spaces re-use a decoder
+    checks.check_enough_trials(none, [6, 4], to_fit=())  # both spaces re-use a decoder
     with pytest.raises(DataError, match=r"/data/sub-01/func: sub-01 has no training trials, so the "
                                         r"brain-to-latent map of vaegan cannot be fitted"):
-        validation.check_enough_trials(none, [6, 4], to_fit=["vaegan"])
+        checks.check_enough_trials(none, [6, 4], to_fit=["vaegan"])
     # too few training trials for the latent block: fine when every space re-uses a decoder
     # (they are then modelled by the face regressor alone), an error naming the way out otherwise
     few = _inputs(n_unique=3, n_trials=40)
-    validation.check_enough_trials(few, [6], to_fit=())
-    assert "3 distinct training images" in validation.trial_shortfall(few, [6])
+    checks.check_enough_trials(few, [6], to_fit=())
+    assert "3 distinct training images" in checks.trial_shortfall(few, [6])
     with pytest.raises(DataError, match=r"3 distinct training images .* --decoder-from\)"):
-        validation.check_enough_trials(few, [6], to_fit=["pca"])
-    assert validation.trial_shortfall(_inputs(n_unique=11, n_trials=40), [6, 4]) is None
+        checks.check_enough_trials(few, [6], to_fit=["pca"])
+    assert checks.trial_shortfall(_inputs(n_unique=11, n_trials=40), [6, 4]) is None
 
 
 def test_all_participants_checked_before_any_is_analysed(caplog):
@@ -115,11 +116,16 @@ def test_all_participants_checked_before_any_is_analysed(caplog):
             raise NoInputError(f"/data/sub-{subject}/func/x_events.tsv: events file not found")
         return _inputs(50, 100)
 
+    def check(subject):
+        inputs = collect(subject)
+        checks.check_enough_trials(inputs, [8])
+        return inputs
+
     with caplog.at_level(logging.ERROR), pytest.raises(NoInputError, match="sub-02"):
-        validation.validate_participants(["01", "02", "03"], collect, [8])
+        checks.check_all(["01", "02", "03"], check)
     assert seen == ["01", "02", "03"]
     assert "sub-03" in caplog.text and "2 of 3 participants failed validation" in caplog.text
-    found = validation.validate_participants(["01"], collect, [8])
+    found = checks.check_all(["01"], check)
     assert list(found) == ["01"]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,22 @@ def bids_name(entities: dict[str, str | None], suffix: str, extension: str) -> s
         raise ValueError(f"unknown BIDS entities {sorted(unknown)}")
     parts = [f"{k}-{entities[k]}" for k in ENTITY_ORDER if entities.get(k) not in (None, "")]
     return "_".join(parts + [suffix]) + extension
+
+
+_ENTITY = re.compile(r"^([a-zA-Z]+)-([a-zA-Z0-9]+)$")
+
+
+def parse_bids_name(name: str) -> tuple[dict[str, str], str, str]:
+    """``sub-01_task-faces_desc-pca_stat-F_statmap.nii.gz`` ->
+    ``({"sub": "01", "task": "faces", "desc": "pca", "stat": "F"}, "statmap", ".nii.gz")``."""
+    stem, dot, ext = name.partition(".")
+    parts = stem.split("_")
+    entities = {}
+    for part in parts[:-1]:
+        m = _ENTITY.match(part)
+        if m:
+            entities[m.group(1)] = m.group(2)
+    return entities, parts[-1], dot + ext
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:

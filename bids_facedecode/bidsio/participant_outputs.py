@@ -1,7 +1,9 @@
-"""Write one participant's derivatives: maps, tables, metrics, decoder, figures, report, logs.
+"""Write one participant's derivatives: maps, tables, metrics, decoder, the run's log.
 
-Files are written atomically one by one; the metrics JSON files, which the group level and
-``--overwrite`` checks read as "this participant is complete", are written last.
+Names come from :mod:`bids_facedecode.bidsio.outputs`; the report's own files (figures, image
+tiles, the design table, the citation text, the HTML) are written by :mod:`bids_facedecode.report`.
+Files are written atomically one by one into the participant's staging folder, which is then
+committed as one set (:mod:`bids_facedecode.bidsio.derivatives`).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..images import to_uint8
-from .derivatives import bids_name, write_bytes, write_json, write_nifti, write_text, write_tsv
+from ..provenance import dataset_info, library_versions
+from .derivatives import write_bytes, write_json, write_nifti, write_tsv
+from .outputs import ParticipantMetrics, ParticipantPaths, SavedDecoder, save_decoder, write_metrics
 
 LOG = logging.getLogger(__name__)
 
@@ -31,38 +34,21 @@ def _unmask(values: np.ndarray, mask_img, dtype=np.float32) -> nib.Nifti1Image:
     return img
 
 
-def participant_paths(output_dir: Path, subject: str, task: str) -> dict:
-    """Folders and name entities of a participant's outputs."""
-    root = Path(output_dir) / f"sub-{subject}"
-    return {"root": root, "func": root / "func", "figures": root / "figures",
-            "ents": {"sub": subject, "task": task}}
-
-
-def metrics_path(output_dir: Path, subject: str, task: str, space: str) -> Path:
-    """``sub-<label>/sub-<label>_task-<task>_desc-<space>_metrics.json``."""
-    return Path(output_dir) / f"sub-{subject}" / bids_name(
-        {"sub": subject, "task": task, "desc": space}, "metrics", ".json")
-
-
 def write_participant_outputs(result, settings, root: Path | None = None) -> list[Path]:
-    """Write every output of one participant; returns the paths written.
+    """Write every analysis output of one participant; returns the paths written.
 
     ``root`` replaces ``settings.output_dir`` as the folder written into (a staging folder
     that :func:`~bids_facedecode.bidsio.derivatives.commit_stage` swaps into place).
     """
     out = Path(root) if root is not None else settings.output_dir
-    sub = result.subject
-    p = participant_paths(out, sub, settings.task)
-    ents = p["ents"]
+    space = getattr(result.inputs.runs[0], "space", None)  # maps carry the input's space-<S>
+    p = ParticipantPaths(out, result.subject, settings.task, space)
     written: list[Path] = []
     sources = [str(r.bold.relative_to(settings.bids_dir)) for r in result.inputs.runs
                if settings.bids_dir in r.bold.parents]
 
-    space = getattr(result.inputs.runs[0], "space", None)  # maps carry the input's space-<S>
-
     def nii(values, name_ents, suffix, sidecar, dtype=np.float32):
-        path = p["func"] / bids_name({**ents, "space": space, **name_ents}, suffix, ".nii.gz")
-        written.append(write_nifti(path, _unmask(values, result.mask_img, dtype),
+        written.append(write_nifti(p.map(suffix, **name_ents), _unmask(values, result.mask_img, dtype),
                                    {**sidecar, "Sources": sources}))
 
     mask = np.asarray(result.mask_img.dataobj).astype(bool)
@@ -103,54 +89,38 @@ def write_participant_outputs(result, settings, root: Path | None = None) -> lis
                                 "(male minus female), selected voxels"})
         decoded = pd.DataFrame(res.test_decoded, columns=[f"decoded_z{k + 1}" for k in range(D)])
         table = pd.concat([res.per_image.reset_index(drop=True), decoded], axis=1)
-        written.append(write_tsv(p["func"] / bids_name({**ents, "desc": name}, "decoding", ".tsv"), table))
-        written.append(write_bytes(p["func"] / bids_name({**ents, "desc": name}, "decoding", ".mat"),
+        written.append(write_tsv(p.decoding_table(name), table))
+        written.append(write_bytes(p.decoding_mat(name),
                                    decoded_mat_bytes(res.test_decoded, res.per_image["stim_file"])))
-        buf = io.BytesIO()
-        np.savez_compressed(
-            buf, W=res.W.astype(np.float32), selected=res.selected.astype(np.int64),
-            z_mean=res.z_mean.astype(np.float32), mask=mask, affine=result.mask_img.affine,
-            gender_axis=res.gender_axis if res.gender_axis is not None else np.zeros(0),
-            gender_midpoint=res.gender_midpoint if res.gender_midpoint is not None else np.zeros(0),
-            space=np.array(name), version=np.array(__version__),
-            decoder=np.array(getattr(res, "decoder", "ols")), ridge=np.array(getattr(res, "ridge", 0.0)),
-        )
-        written.append(write_bytes(p["func"] / bids_name({**ents, "desc": name}, "decoder", ".npz"),
-                                   buf.getvalue()))
-        if res.reconstructions is not None:
-            written.append(_write_recon_figure(p, ents, name, res))
-        written += _write_analyses(p, ents, name, res, nii)
-    recon = [(n, r) for n, r in result.spaces.items() if r.reconstructions is not None]
-    if len(recon) > 1:  # the paper's Fig. 2: shown, then each space's reconstruction
-        written.append(_write_grid(p, ents, "allspaces",
-                                   [("shown", recon[0][1].shown)] + [(n, r.reconstructions) for n, r in recon]))
-    written += _write_report_inputs(result, settings, p)
+        written.append(save_decoder(p.decoder(name), SavedDecoder(
+            None, name, res.W, res.selected, res.z_mean, mask, result.mask_img.affine,
+            getattr(res, "decoder", "ols"), getattr(res, "ridge", 0.0), res.gender_axis,
+            res.gender_midpoint)))
+        written += _write_analyses(p, name, res, nii)
     for name, res in result.spaces.items():
-        doc = {
-            "subject": sub, "task": settings.task, "space": name, "version": __version__,
-            "latent_dim": int(res.W.shape[0] - 1), "n_voxels": int(res.selected.size),
-            "n_runs": len(result.inputs.runs), "n_volumes": result.inputs.n_scans,
-            "n_training_trials": len(result.inputs.train_trial_ids),
-            "n_test_images": len(result.inputs.test_ids), "device": result.device,
-            "seed": settings.seed,
-            "metrics": res.metrics,
-            "decoder": getattr(res, "decoder", "ols"), "decoders": list(settings.decoders),
-            "voxel_selection": getattr(res, "selection", "ftest"),
-            "selection_detail": getattr(res, "selection_info", {}) or {},
-            "noise_model": (getattr(res, "noise", {}) or {}).get("model"),
-            "decoder_from": getattr(res, "decoder_from", None),
-            "settings": settings.result_settings(name),
-        }
-        written.append(write_json(metrics_path(out, sub, settings.task, name), doc))
-    logs = out / "logs"
-    written.append(write_json(logs / f"sub-{sub}_config.json", {
+        written.append(write_metrics(p.metrics(name), metrics_record(result, settings, name, res)))
+    written.append(write_json(p.config_log, {
         **settings.to_dict(), "version": __version__, "python": platform.python_version(),
-        "timings_s": result.timings, "device_used": result.device,
-        "software_versions": software_versions(), **_provenance(result, settings)}))
-    written.append(write_text(logs / "CITATION.md", citation_text(settings, result)))
-    # last: the report is built from the files above (and is not a result the group level reads)
-    written += _write_report(result, settings, out)
+        "timings_s": result.timings, "device_used": result.device, **_provenance(result, settings)}))
     return written
+
+
+def metrics_record(result, settings, name: str, res) -> ParticipantMetrics:
+    """The metrics record of one space of a participant's result."""
+    inputs = result.inputs
+    return ParticipantMetrics(
+        subject=result.subject, task=settings.task, space=name, version=__version__,
+        latent_dim=int(res.W.shape[0] - 1), n_voxels=int(res.selected.size),
+        n_runs=len(inputs.runs), n_volumes=inputs.n_scans,
+        n_training_trials=len(inputs.train_trial_ids), n_test_images=len(inputs.test_ids),
+        device=result.device, seed=settings.seed, metrics=res.metrics,
+        decoder=getattr(res, "decoder", "ols"), decoders=list(settings.decoders),
+        voxel_selection=getattr(res, "selection", "ftest"),
+        selection_detail=getattr(res, "selection_info", {}) or {},
+        noise_model=(getattr(res, "noise", {}) or {}).get("model"),
+        decoder_from=getattr(res, "decoder_from", None),
+        settings=settings.result_settings(name),
+    )
 
 
 def noise_sidecar(noise: dict) -> dict:
@@ -208,7 +178,7 @@ def decoded_mat_bytes(latents: np.ndarray, stim_files) -> bytes:
     return buf.getvalue()
 
 
-def _write_analyses(p, ents, name, res, nii) -> list[Path]:
+def _write_analyses(p: ParticipantPaths, name: str, res, nii) -> list[Path]:
     """Reliability and noise-ceiling maps, the tidy table of every decoder/region, the ridge CV."""
     written: list[Path] = []
     if getattr(res, "reliability", None) is not None:
@@ -220,62 +190,14 @@ def _write_analyses(p, ents, name, res, nii) -> list[Path]:
             {"Description": "Noise ceiling per voxel: fraction of the variance of the test-image "
                             "betas across images that is signal, cov(half1, half2) / (cov + noise/2)"})
     if getattr(res, "analyses", None) is not None and len(res.analyses):
-        written.append(write_tsv(p["func"] / bids_name({**ents, "desc": name}, "analyses", ".tsv"),
-                                 res.analyses))
+        written.append(write_tsv(p.analyses_table(name), res.analyses))
     if getattr(res, "ridge_cv", None) is not None:
-        written.append(write_tsv(p["func"] / bids_name({**ents, "desc": f"{name}ridgecv"}, "analyses",
-                                                       ".tsv"), res.ridge_cv))
+        written.append(write_tsv(p.analyses_table(f"{name}ridgecv"), res.ridge_cv))
     return written
-
-
-def _write_recon_figure(p, ents, name, res) -> Path:
-    return _write_grid(p, ents, name, [("shown", res.shown), (name, res.reconstructions)])
-
-
-def _write_grid(p, ents, desc, rows) -> Path:
-    from ..report.figures import image_grid
-
-    fig = image_grid(rows)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    path = p["figures"] / bids_name({**ents, "desc": desc}, "reconstructions", ".png")
-    return write_bytes(path, buf.getvalue())
-
-
-def _write_report(result, settings, out: Path) -> list[Path]:
-    """The participant report, built from the files just written under ``out``."""
-    # a failed report is logged, never fatal for the analysis; a stale report is removed
-    try:
-        from ..report.participant_report import write_participant_report
-
-        path = write_participant_report(out, result.subject, settings.task,
-                                        keep_stale=False, verbose=settings.verbosity > 1)
-    except Exception as exc:  # noqa: BLE001 - even a broken report package must not fail the run
-        LOG.error("sub-%s: report failed: %s", result.subject, exc, exc_info=settings.verbosity > 1)
-        return []
-    return [path] if path is not None else []
-
-
-def software_versions() -> dict[str, str]:
-    """Versions of Python and of the libraries that shape the numbers (recorded with the outputs)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {"python": platform.python_version(), "bids_facedecode": __version__}
-    for dist in ("numpy", "scipy", "pandas", "torch", "nilearn", "nibabel", "pybids", "scikit-image"):
-        try:
-            found[dist] = version(dist)
-        except PackageNotFoundError:
-            continue
-    return found
 
 
 def _provenance(result, settings) -> dict:
     """What the report shows beside the settings: inputs, runs, dataset, libraries, warnings."""
-    from ..provenance import dataset_info, library_versions
-
     inputs = result.inputs
     return {
         "inputs": {
@@ -293,83 +215,3 @@ def _provenance(result, settings) -> dict:
         "library_versions": library_versions(),
         "warnings": list(result.warnings),
     }
-
-
-def _write_report_inputs(result, settings, p) -> list[Path]:
-    """Files only the report needs: the first run's design matrix and the face images as tiles.
-
-    * ``func/sub-<l>[_ses-<s>]_task-<t>[_run-<r>]_design.tsv`` (+ JSON): the first run's design;
-    * ``figures/sub-<l>_task-<t>_desc-<space>_tiles.png`` (+ JSON): row 1 the test images as the
-      model saw them, row 2 their reconstructions, one column per test image in the order of
-      the decoding table; ``desc-<space>imagery_tiles.png``: row 1 the imagined face, row 2 the
-      reconstruction decoded from the imagery trials.
-    """
-    written: list[Path] = []
-    ents = p["ents"]
-    rec = result.design
-    if rec is not None:
-        name = bids_name({**ents, "ses": rec.session, "run": rec.run}, "design", ".tsv")
-        sidecar = {
-            "Description": "Design matrix of the participant's first run (all runs are fitted "
-                           "jointly with the same columns; drift and intercept are per run)",
-            "RepetitionTime": rec.t_r, "Run": rec.run_label, "Source": str(rec.bold.name),
-            "HRFModel": "spm (nilearn)", "DriftModel": "cosine", "HighPass": rec.high_pass,
-            "FrameTimes": "rows are volumes at t = k * RepetitionTime",
-        }
-        written.append(write_json(p["func"] / name.replace(".tsv", ".json"), sidecar))
-        written.append(write_tsv(p["func"] / name, rec.matrix.reset_index(drop=True)))
-    names = {s: result.inputs.index.name(s) for s in {*result.inputs.test_ids, *result.inputs.imagery_ids}}
-    for space, res in result.spaces.items():
-        if res.reconstructions is None or res.shown is None:
-            continue
-        test_files = [names[s] for s in result.inputs.test_ids]
-        written += _write_tiles(p, ents, space, [res.shown, res.reconstructions], test_files,
-                                ["shown", "reconstructed"])
-        if res.imagery_reconstructions is not None and len(res.imagery_reconstructions):
-            pos = {s: i for i, s in enumerate(result.inputs.test_ids)}
-            blank = np.full(res.shown.shape[1:], 0.5, np.float32)
-            imagined = np.stack([res.shown[pos[s]] if s in pos else blank for s in result.inputs.imagery_ids])
-            written += _write_tiles(p, ents, f"{space}imagery", [imagined, res.imagery_reconstructions],
-                                    [names[s] for s in result.inputs.imagery_ids],
-                                    ["imagined", "reconstructed"])
-    return written
-
-
-def _write_tiles(p, ents, desc, rows, files, row_names) -> list[Path]:
-    sheet = np.concatenate([np.concatenate(list(r), axis=1) for r in rows], axis=0)
-    path = p["figures"] / bids_name({**ents, "desc": desc}, "tiles", ".png")
-    sidecar = {"Description": "Image tiles, one column per face, no resampling",
-               "TileSize": int(rows[0].shape[1]), "Rows": row_names, "Columns": files}
-    return [write_json(path.with_suffix(".json"), sidecar), write_bytes(path, png_bytes(sheet))]
-
-
-def citation_text(settings, result) -> str:
-    """A methods boilerplate with the parameters of this run."""
-    spaces = ", ".join(f"{n} (D={r.W.shape[0] - 1})" for n, r in result.spaces.items())
-    return f"""# Methods (generated by bids_facedecode {__version__})
-
-Faces were decoded from fMRI with bids_facedecode {__version__}, an implementation of the method of
-VanRullen & Reddy (2019). For each participant, all {len(result.inputs.runs)} runs of task
-'{settings.task}' were fitted jointly with a general linear model (nilearn SPM canonical HRF, cosine
-drift with a {1 / settings.high_pass:.0f} s cut-off and an intercept per run): one regressor for all
-training faces, one amplitude-modulated regressor per latent dimension, one regressor per test image and
-per imagined face, and one-back repeats as nuisance. Latent spaces: {spaces}. The {settings.n_voxels}
-voxels with the largest F statistic of the latent block were selected, and the latent vectors of the test
-images were decoded as z = b Wᵀ(WWᵀ)⁻¹ and reconstructed with each latent model's decoder.
-
-References
-- VanRullen R, Reddy L (2019). Reconstructing faces from fMRI patterns using deep generative neural
-  networks. Communications Biology 2:193. doi:10.1038/s42003-019-0438-y
-- Abraham A et al. (2014). Machine learning for neuroimaging with scikit-learn (nilearn).
-  Front Neuroinform 8:14.
-- Larsen ABL et al. (2016). Autoencoding beyond pixels using a learned similarity metric. ICML.
-"""
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """One float image as PNG bytes."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(to_uint8(image)).save(buf, format="PNG")
-    return buf.getvalue()

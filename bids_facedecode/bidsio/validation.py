@@ -1,7 +1,7 @@
-"""Checks made before any heavy work: the BIDS validator and the cheap per-participant checks.
+"""The BIDS validator (``bids-validator-deno``), started in the background on the input.
 
-Everything here reads headers, sidecars, events, confounds tables and stimulus files, never
-the BOLD data, so a mistake in the last of many participants fails in seconds.
+The app starts it before indexing the dataset and reads its verdict before the first BOLD
+volume is read; the cheap per-participant checks are :mod:`bids_facedecode.workflow.checks`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..errors import DataError, FaceDecodeError, ValidationError
+from ..errors import ValidationError
 
 LOG = logging.getLogger(__name__)
 VALIDATOR = "bids-validator-deno"
@@ -174,110 +173,3 @@ def validate_bids(bids_dir: Path, started: ValidatorRun | None = None) -> list[d
             + "; fix the dataset or pass --skip-bids-validation"
         )
     return issues
-
-
-def trial_shortfall(inputs, dims: Sequence[int]) -> str | None:
-    """Why the participant's training trials cannot support the latent block, or None.
-
-    The GLM estimates one regressor per latent dimension (``D = sum(dims)``) plus the face
-    regressor from the training trials: that needs at least ``D + 1`` distinct training images
-    (otherwise the latent regressors are linearly dependent), more training trials than the
-    ``max(dims) + 1 + n_test + n_imagery`` regressors of one space, and more volumes than
-    regressors in all. The paper had ~8,000 images for D = 1024.
-
-    Returns
-    -------
-    str or None
-        The counts and the minimum, as the end of a sentence that names the participant.
-    """
-    total = int(sum(dims))
-    n_unique = len(inputs.train_ids)
-    n_trials = len(inputs.train_trial_ids)
-    if n_trials == 0:
-        return "has no training trials"
-    if n_unique < total + 1:
-        return (f"has {n_unique} distinct training images but decoding {total} latent dimensions "
-                f"needs at least {total + 1} (D + 1: the D latent regressors and the face "
-                "regressor must be linearly independent)")
-    need = max(dims) + 1 + len(inputs.test_ids) + len(inputs.imagery_ids)
-    if n_trials <= need:
-        return (f"has {n_trials} training trials; a map with {max(dims)} latent dimensions needs "
-                f"more than {need} (latents, face, test and imagery regressors)")
-    n_regressors = total + 1 + len(inputs.test_ids) + len(inputs.imagery_ids) + len(inputs.nuisance_kinds)
-    if inputs.n_scans <= n_regressors + 2 * len(inputs.runs):
-        return (f"has {inputs.n_scans} volumes for {n_regressors} regressors plus each run's "
-                "intercept and drifts")
-    return None
-
-
-def check_enough_trials(inputs, dims: Sequence[int], to_fit: Sequence[str] | None = None) -> None:
-    """Enough training data for the joint latent map of the spaces fitted from these data.
-
-    ``to_fit`` names the spaces without a saved decoder (``--decoder-from``; None: all of
-    them). When every space has one (``to_fit`` empty), no latent map is fitted and any number
-    of training trials will do (none at all, a later session of test and imagery trials; too
-    few for the latent block, and they are modelled by the face regressor alone:
-    :func:`trial_shortfall`).
-
-    Raises
-    ------
-    DataError
-        Naming the participant's folder, the counts and the minimum.
-    """
-    if to_fit is not None and not to_fit:
-        return
-    why = trial_shortfall(inputs, dims)
-    if why is None:
-        return
-    folder = inputs.runs[0].events.parent
-    if not inputs.train_trial_ids:
-        raise DataError(
-            f"{folder}: sub-{inputs.subject} has no training trials, so the brain-to-latent map "
-            f"of {', '.join(to_fit) if to_fit else 'the latent spaces'} cannot be fitted; decode "
-            "these data with a saved decoder for every latent space (--decoder-from)")
-    raise DataError(f"{folder}: sub-{inputs.subject} {why}; add runs or use a smaller latent "
-                    "space (or decode with a saved decoder for every space: --decoder-from)")
-
-
-def validate_participants(subjects: Sequence[str], collect: Callable[[str], object],
-                          dims: Sequence[int], to_fit: Sequence[str] | None = None) -> dict[str, object]:
-    """Collect and check every participant's inputs before any of them is analysed.
-
-    Parameters
-    ----------
-    subjects : sequence of str
-    collect : callable
-        ``collect(subject) -> ParticipantInputs`` (cheap: headers, events, stimuli).
-    dims : sequence of int
-        Latent dimension of each decoded space.
-    to_fit : sequence of str, optional
-        The spaces whose map is fitted from the data (those without a ``--decoder-from``
-        decoder; None: all); see :func:`check_enough_trials`.
-
-    Returns
-    -------
-    dict
-        Subject label -> its inputs.
-
-    Raises
-    ------
-    FaceDecodeError
-        The first problem found; the problems of the other participants are logged.
-    """
-    found: dict[str, object] = {}
-    problems: list[FaceDecodeError] = []
-    for subject in subjects:
-        try:
-            inputs = collect(subject)
-            check_enough_trials(inputs, dims, to_fit)
-            found[subject] = inputs
-        except FaceDecodeError as exc:
-            problems.append(exc)
-            if len(problems) > 1:
-                LOG.error("sub-%s: %s", subject, exc)
-    if problems:
-        if len(problems) > 1:
-            LOG.error("%d of %d participants failed validation; nothing was analysed",
-                      len(problems), len(subjects))
-        raise problems[0]
-    return found

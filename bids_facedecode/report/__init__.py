@@ -37,14 +37,19 @@ LOG = logging.getLogger(__name__)
 DPI = 80
 
 
-def figure_to_data_uri(fig, dpi: int = DPI) -> str:
-    """Render a matplotlib figure to an embedded PNG ``data:`` URI and close it."""
+def figure_png(fig, dpi: int = DPI) -> bytes:
+    """Render a matplotlib figure to PNG bytes and close it."""
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return buf.getvalue()
+
+
+def figure_to_data_uri(fig, dpi: int = DPI) -> str:
+    """Render a matplotlib figure to an embedded PNG ``data:`` URI and close it."""
+    return png_to_data_uri(figure_png(fig, dpi))
 
 
 def png_to_data_uri(data: bytes) -> str:

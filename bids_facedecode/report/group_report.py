@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..bidsio.report_inputs import GroupRecord, group_report_path, read_group_record, split_tiles
+from ..bidsio.outputs import group_report_path, group_tables
 from . import SafeFigures, render
 from .figures import (
     CHANCE_METRICS,
@@ -24,6 +24,7 @@ from .figures import (
     metric_label,
     paired_figure,
 )
+from .inputs import GroupRecord, read_group_record, split_tiles
 
 LOG = logging.getLogger(__name__)
 P_COLUMNS = ("p_t", "p", "p_value", "pvalue")
@@ -163,7 +164,7 @@ def rebuild_group_report(settings) -> int:
     """``--reports-only`` at the group level: rebuild ``group.html`` from the files on disk."""
     from ..errors import EXIT_FAILURE, NoInputError
 
-    if not any((Path(settings.output_dir) / "group").glob(f"group_task-{settings.task}_*.tsv")):
+    if not group_tables(settings.output_dir, settings.task):
         raise NoInputError(f"{settings.output_dir / 'group'}: no group tables for task "
                            f"'{settings.task}'; run the group level first")
     path = write_group_report(settings.output_dir, settings.task, verbose=settings.verbosity > 1)

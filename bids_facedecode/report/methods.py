@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..bidsio.report_inputs import ParticipantRecord
+from .inputs import ParticipantRecord
 
 REFERENCES = {
     "vanrullen": "VanRullen R, Reddy L (2019). Reconstructing faces from fMRI patterns using deep "
@@ -57,14 +57,15 @@ def _confounds_sentence(cfg: dict) -> str:
             "confounds (preprocess with fMRIPrep and pass --derivatives to include them).")
 
 
-def _selection_sentence(docs: list[dict], cfg: dict) -> str:
-    sel = docs[0].get("selection_detail", {}) if docs else {}
-    method = (docs[0].get("voxel_selection") if docs else None) or cfg.get("voxel_selection", "ftest")
-    if docs and docs[0].get("decoder_from"):
+def _selection_sentence(cfg: dict, method: str | None = None, detail: dict | None = None,
+                        reused: bool = False) -> str:
+    sel = detail or {}
+    method = method or cfg.get("voxel_selection", "ftest")
+    if reused:
         return "the voxels of the saved decoder were used"
     if method == "paper":
-        corr = "false discovery rate (Benjamini-Hochberg)" if sel.get("correction") == "fdr" \
-            else "uncorrected p"
+        corr = "false discovery rate (Benjamini-Hochberg)" if (
+            sel.get("correction", cfg.get("selection_correction")) == "fdr") else "uncorrected p"
         return ("every voxel significant both for face vs fixation (one-sided t test, "
                 f"{corr} <= {sel.get('face_alpha', cfg.get('selection_p_face'))}) and for the latent "
                 f"block (F test, {corr} <= {sel.get('latent_alpha', cfg.get('selection_p_latent'))}) "
@@ -76,8 +77,7 @@ def _selection_sentence(docs: list[dict], cfg: dict) -> str:
             "block were selected")
 
 
-def _decoder_sentence(docs: list[dict]) -> str:
-    decoder = docs[0].get("decoder", "ols") if docs else "ols"
+def _decoder_sentence(decoder: str) -> str:
     if decoder == "wls":
         return ("the latent vector of each test pattern b was decoded by weighted least squares, "
                 "each voxel weighted by the inverse of its residual variance.")
@@ -91,64 +91,37 @@ def _decoder_sentence(docs: list[dict]) -> str:
             "holds the selected voxels' latent and face weights.")
 
 
-def methods_text(rec: ParticipantRecord) -> tuple[list[str], list[str]]:
-    """Paragraphs describing what was done to this participant's data, and the references.
-
-    Every number comes from the outputs (settings, metrics, the design sidecar); statements
-    the outputs cannot back are left out.
-
-    Returns
-    -------
-    paragraphs : list of str
-    references : list of str
-    """
-    cfg, inputs = rec.config, rec.config.get("inputs", {})
+def _glm_paragraph(cfg: dict, nuisance: list[str], device: str | None) -> str:
     libs = cfg.get("library_versions", {})
-    runs = cfg.get("runs", [])
-    trs = sorted({r["t_r"] for r in runs if r.get("t_r")})
-    dataset = cfg.get("dataset", {}).get("Name")
-    spaces = list(rec.metrics)
-    p = []
-    data = (f"Data: {inputs.get('n_runs', len(runs))} runs ({inputs.get('n_volumes', 'n/a')} volumes"
-            + (f", TR {', '.join(f'{t:g}' for t in trs)} s" if trs else "") + f") of task '{rec.task}'"
-            + (f" from the dataset '{dataset}'" if dataset else "") + ", organised in BIDS "
-            "(Gorgolewski et al., 2016) and read with PyBIDS (Yarkoni et al., 2019). The participant saw "
-            f"{inputs.get('n_training_trials', 'n/a')} training face trials "
-            f"({inputs.get('n_training_images', 'n/a')} distinct images) and "
-            f"{inputs.get('n_test_images', 'n/a')} test images, and had "
-            f"{inputs.get('n_imagery_trials', 0)} imagery trials.")
-    p.append(data)
     hp = cfg.get("high_pass")
-    nuis = inputs.get("nuisance_trial_types") or []
-    glm = (f"Analysis: faces were decoded with bids_facedecode {cfg.get('version', 'n/a')}, an "
-           "implementation of the method of VanRullen & Reddy (2019). All runs were fitted jointly "
-           "with one general linear model: events convolved with the SPM canonical haemodynamic "
-           f"response of nilearn {libs.get('nilearn', '')} (Abraham et al., 2014)"
-           + (f", a cosine drift basis with a {1 / hp:.0f} s cut-off" if hp else "")
-           + " and an intercept per run; regressors: one for all training faces, one per latent "
-           "dimension with the training faces' latent values (centred on the training mean) as "
-           "amplitudes, one per test image, one per imagined face"
-           + (f", and {_join(nuis)} trials as nuisance" if nuis else "") + ". "
-           "The normal equations were accumulated run by run (each run's drift and intercept "
-           f"projected out) and solved in PyTorch {libs.get('torch', '')} (Paszke et al., 2019)"
-           + (f" on {cfg['device_used']}" if cfg.get("device_used") else "") + ". "
-           + _noise_sentence(cfg) + _confounds_sentence(cfg))
-    p.append(glm)
-    parts = []
-    for s in spaces:
-        doc = rec.metrics[s]
-        what = SPACE_DESCRIPTION.get(s, f"the '{s}' latent space")
-        model = cfg.get("latent_models", {}).get(s) or (
-            f"the table {cfg['latents'][s]}" if s in cfg.get("latents", {}) else "the model shipped with the package")
-        parts.append(f"{s} ({what}, D = {doc.get('latent_dim')} dimensions, from {model}; "
-                     f"{doc.get('n_voxels')} voxels selected)")
-    docs = [rec.metrics[s] for s in spaces]
-    dec = ("Decoding: for each latent space, " + _selection_sentence(docs, cfg) + "; "
-           + _decoder_sentence(docs) + " The face coefficient was dropped, the training mean "
-           "added back, and the image reconstructed with the model's decoder. Latent spaces: "
-           f"{_join(parts) if parts else 'n/a'}.")
-    p.append(dec)
-    metrics = {m for d in rec.metrics.values() for m in d.get("metrics", {})}
+    return (f"Analysis: faces were decoded with bids_facedecode {cfg.get('version', 'n/a')}, an "
+            "implementation of the method of VanRullen & Reddy (2019). All runs were fitted jointly "
+            "with one general linear model: events convolved with the SPM canonical haemodynamic "
+            f"response of nilearn {libs.get('nilearn', '')} (Abraham et al., 2014)"
+            + (f", a cosine drift basis with a {1 / hp:.0f} s cut-off" if hp else "")
+            + " and an intercept per run; regressors: one for all training faces, one per latent "
+            "dimension with the training faces' latent values (centred on the training mean) as "
+            "amplitudes, one per test image, one per imagined face"
+            + (f", and {_join(nuisance)} trials as nuisance" if nuisance else "") + ". "
+            "The normal equations were accumulated run by run (each run's drift and intercept "
+            f"projected out) and solved in PyTorch {libs.get('torch', '')} (Paszke et al., 2019)"
+            + (f" on {device}" if device else "") + ". "
+            + _noise_sentence(cfg) + _confounds_sentence(cfg))
+
+
+def _space_source(cfg: dict, space: str) -> str:
+    return cfg.get("latent_models", {}).get(space) or (
+        f"the table {cfg['latents'][space]}" if space in cfg.get("latents", {})
+        else "the model shipped with the package")
+
+
+def _decoding_paragraph(cfg: dict, parts: list[str], selection: str, decoder: str) -> str:
+    return ("Decoding: for each latent space, " + selection + "; " + _decoder_sentence(decoder)
+            + " The face coefficient was dropped, the training mean added back, and the image "
+            f"reconstructed with the model's decoder. Latent spaces: {_join(parts) if parts else 'n/a'}.")
+
+
+def _evaluation_paragraph(cfg: dict, metrics: set[str], ceiling: bool = False) -> str:
     n_perm = cfg.get("n_permutations", "n/a")
     ev = ["Evaluation (definitions in docs/statistics.md of bids_facedecode): pairwise identification "
           "among the test images (for each image, the fraction of other images whose latent vector "
@@ -160,8 +133,7 @@ def methods_text(rec: ParticipantRecord) -> tuple[list[str], list[str]]:
           + "; VanRullen & Reddy's (2019) uncentred correlation is reported as a secondary metric; "
           f"permutation p-values over the assignment of decoded to true images ({n_perm} draws, or "
           f"every permutation when there are fewer; seed {cfg.get('seed', 'n/a')})"]
-    if any((d.get("metrics", {}).get("pairwise_latent") or {}).get("ceiling") is not None
-           for d in rec.metrics.values()):
+    if ceiling:
         ev.append("on this simulated dataset, latent identification beside its ceiling: the same "
                   "metric when the same test betas and voxels are decoded through the simulator's "
                   "true weights, in the brain code's feature space")
@@ -178,9 +150,80 @@ def methods_text(rec: ParticipantRecord) -> tuple[list[str], list[str]]:
     if "ssim" in metrics:
         ev.append("reconstruction quality: pixel correlation and SSIM (Wang et al., 2004), beside "
                   "those of the reconstruction of the training mean latent (the mean-face baseline)")
-    p.append("; ".join(ev) + ".")
+    return "; ".join(ev) + "."
+
+
+def _references(spaces, metrics: set[str]) -> list[str]:
     refs = ["vanrullen", "bids", "pybids", "nilearn", "pytorch"]
     refs += ["larsen"] if "vaegan" in spaces else []
     refs += ["turk"] if "pca" in spaces else []
     refs += ["ssim"] if "ssim" in metrics else []
-    return p, [REFERENCES[r] for r in refs]
+    return [REFERENCES[r] for r in refs]
+
+
+def methods_text(rec: ParticipantRecord) -> tuple[list[str], list[str]]:
+    """Paragraphs describing what was done to this participant's data, and the references.
+
+    Every number comes from the outputs (settings, metrics, the design sidecar); statements
+    the outputs cannot back are left out.
+
+    Returns
+    -------
+    paragraphs : list of str
+    references : list of str
+    """
+    cfg, inputs = rec.config, rec.config.get("inputs", {})
+    runs = cfg.get("runs", [])
+    trs = sorted({r["t_r"] for r in runs if r.get("t_r")})
+    dataset = cfg.get("dataset", {}).get("Name")
+    spaces = list(rec.metrics)
+    data = (f"Data: {inputs.get('n_runs', len(runs))} runs ({inputs.get('n_volumes', 'n/a')} volumes"
+            + (f", TR {', '.join(f'{t:g}' for t in trs)} s" if trs else "") + f") of task '{rec.task}'"
+            + (f" from the dataset '{dataset}'" if dataset else "") + ", organised in BIDS "
+            "(Gorgolewski et al., 2016) and read with PyBIDS (Yarkoni et al., 2019). The participant saw "
+            f"{inputs.get('n_training_trials', 'n/a')} training face trials "
+            f"({inputs.get('n_training_images', 'n/a')} distinct images) and "
+            f"{inputs.get('n_test_images', 'n/a')} test images, and had "
+            f"{inputs.get('n_imagery_trials', 0)} imagery trials.")
+    parts = []
+    for s in spaces:
+        doc = rec.metrics[s]
+        what = SPACE_DESCRIPTION.get(s, f"the '{s}' latent space")
+        parts.append(f"{s} ({what}, D = {doc.latent_dim} dimensions, from {_space_source(cfg, s)}; "
+                     f"{doc.n_voxels} voxels selected)")
+    first = rec.metrics[spaces[0]] if spaces else None
+    selection = (_selection_sentence(cfg, first.voxel_selection, first.selection_detail,
+                                     bool(first.decoder_from)) if first else _selection_sentence(cfg))
+    metrics = {m for d in rec.metrics.values() for m in d.metrics}
+    p = [data,
+         _glm_paragraph(cfg, inputs.get("nuisance_trial_types") or [], cfg.get("device_used")),
+         _decoding_paragraph(cfg, parts, selection, first.decoder if first else "ols"),
+         _evaluation_paragraph(cfg, metrics, any(
+             (d.metrics.get("pairwise_latent") or {}).get("ceiling") is not None
+             for d in rec.metrics.values()))]
+    return p, _references(spaces, metrics)
+
+
+def citation_text(cfg: dict, dims: dict[str, int]) -> str:
+    """``logs/CITATION.md``: the methods boilerplate of a run's settings, as Markdown.
+
+    Built from the settings (``Settings.to_dict()`` and ``version``) and each latent space's
+    dimension only, so every participant of one output folder writes the same text; what
+    differs between participants (runs, trials, voxels selected, evaluated metrics) is in each
+    participant's report.
+    """
+    from ..provenance import library_versions
+
+    cfg = {**cfg, "library_versions": library_versions()}
+    parts = [f"{s} ({SPACE_DESCRIPTION.get(s, f'the {s!r} latent space')}, D = {d} dimensions, "
+             f"from {_space_source(cfg, s)})" for s, d in dims.items()]
+    decoders = cfg.get("decoders") or ["ols"]
+    reused = bool(cfg.get("decoder_from"))
+    paragraphs = [
+        _glm_paragraph(cfg, [], None),
+        _decoding_paragraph(cfg, parts, _selection_sentence(cfg, reused=reused), decoders[0]),
+        _evaluation_paragraph(cfg, set()),
+    ]
+    refs = _references(list(dims), set())
+    return (f"# Methods (generated by bids_facedecode {cfg.get('version', 'n/a')})\n\n"
+            + "\n\n".join(paragraphs) + "\n\nReferences\n" + "".join(f"- {r}\n" for r in refs))

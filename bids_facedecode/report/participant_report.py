@@ -17,13 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..bidsio.report_inputs import (
-    ParticipantRecord,
-    participant_report_path,
-    read_participant_record,
-    report_subjects,
-    split_tiles,
-)
+from ..bidsio.outputs import output_subjects, participant_report_path
 from . import SafeFigures, render
 from .design import (
     design_matrix_figure,
@@ -39,6 +33,7 @@ from .figures import (
     metric_label,
     per_image_figure,
 )
+from .inputs import ParticipantRecord, read_participant_record, split_tiles
 from .maps import choose_background, estimated, map_figure
 from .methods import methods_text
 
@@ -49,7 +44,7 @@ GRID_COLUMNS = 10  # faces per row block of the reconstruction grid
 def _metric_rows(rec: ParticipantRecord) -> pd.DataFrame:
     rows = []
     for space, doc in rec.metrics.items():
-        for metric, m in doc.get("metrics", {}).items():
+        for metric, m in doc.metrics.items():
             rows.append({"space": space, "metric": metric, "value": m.get("value"),
                          "chance": m.get("chance"), "p_value": m.get("p_value"), "n": m.get("n"),
                          "test": m.get("test")})
@@ -167,7 +162,7 @@ def _results(rec: ParticipantRecord, figs: SafeFigures) -> dict:
     for metric in metrics:
         cells, test = [], None
         for space in spaces:
-            m = rec.metrics[space].get("metrics", {}).get(metric)
+            m = rec.metrics[space].metrics.get(metric)
             if m is not None:  # the reference column: the mean-face baseline or the ceiling
                 ref = m.get("baseline") if m.get("baseline") is not None else m.get("ceiling")
                 m = {**m, "reference": ref,
@@ -202,7 +197,11 @@ def _results(rec: ParticipantRecord, figs: SafeFigures) -> dict:
 
 def _summary(rec: ParticipantRecord) -> dict:
     cfg = rec.config
-    first = next(iter(rec.metrics.values()), {})
+    first = next(iter(rec.metrics.values()), None)
+
+    def recorded(field: str):  # the metrics record's count, where the config has none
+        return getattr(first, field, None)
+
     inputs = cfg.get("inputs", {})
     runs = cfg.get("runs", [])
     timings = cfg.get("timings_s", {})
@@ -211,18 +210,18 @@ def _summary(rec: ParticipantRecord) -> dict:
         "bids_dir": cfg.get("bids_dir", "n/a"),
         "task": rec.task,
         "sessions": sorted({str(r["session"]) for r in runs if r.get("session")}),
-        "n_runs": inputs.get("n_runs", first.get("n_runs")),
-        "n_volumes": inputs.get("n_volumes", first.get("n_volumes")),
+        "n_runs": inputs.get("n_runs", recorded("n_runs")),
+        "n_volumes": inputs.get("n_volumes", recorded("n_volumes")),
         "t_r": sorted({r["t_r"] for r in runs if r.get("t_r")}),
-        "n_train": inputs.get("n_training_trials", first.get("n_training_trials")),
+        "n_train": inputs.get("n_training_trials", recorded("n_training_trials")),
         "n_train_images": inputs.get("n_training_images"),
-        "n_test": inputs.get("n_test_images", first.get("n_test_images")),
+        "n_test": inputs.get("n_test_images", recorded("n_test_images")),
         "n_imagery": inputs.get("n_imagery_trials"),
         "n_imagined": inputs.get("n_imagined_faces"),
         "n_brain": inputs.get("n_brain_voxels"),
-        "spaces": [{"name": s, "dim": d.get("latent_dim"), "n_voxels": d.get("n_voxels")}
+        "spaces": [{"name": s, "dim": d.latent_dim, "n_voxels": d.n_voxels}
                    for s, d in rec.metrics.items()],
-        "device": cfg.get("device_used", first.get("device", "n/a")),
+        "device": cfg.get("device_used", recorded("device") or "n/a"),
         "timings": timings,
         "total_time": float(sum(timings.values())) if timings else None,
     }
@@ -277,12 +276,12 @@ def build_participant_report(output_dir: Path, subject: str, task: str) -> str:
     )
 
 
-def write_participant_report(output_dir: Path, subject: str, task: str, *, keep_stale: bool = True,
+def write_participant_report(output_dir: Path, subject: str, task: str, *,
                              verbose: bool = False) -> Path | None:
     """Build and atomically write ``output_dir/sub-<label>.html``; never raises.
 
-    A failure is logged and returns None. ``keep_stale=False`` (after a new analysis) removes
-    an older report that no longer matches the outputs; ``True`` (``--reports-only``) keeps it.
+    A failure is logged and returns None (an older report is left as it is: after a new
+    analysis the driver removes it, :func:`bids_facedecode.workflow.rerun.remove_stale_report`).
     """
     from ..bidsio.derivatives import write_text
 
@@ -291,9 +290,6 @@ def write_participant_report(output_dir: Path, subject: str, task: str, *, keep_
         return write_text(path, build_participant_report(output_dir, subject, task))
     except Exception as exc:  # noqa: BLE001 - a report never fails or corrupts the analysis
         LOG.error("sub-%s: report failed: %s: %s", subject, type(exc).__name__, exc, exc_info=verbose)
-        if not keep_stale and path.is_file():
-            path.unlink()
-            LOG.error("sub-%s: removed the stale report %s", subject, path)
         return None
 
 
@@ -305,7 +301,7 @@ def rebuild_participant_reports(settings) -> int:
     from ..bidsio.layout import resolve_labels
     from ..errors import EXIT_FAILURE
 
-    available = report_subjects(settings.output_dir)
+    available = output_subjects(settings.output_dir)
     subjects = resolve_labels(available, settings.participant_label, "sub", settings.output_dir)
     failed = [s for s in subjects if write_participant_report(
         settings.output_dir, s, settings.task, verbose=settings.verbosity > 1) is None]

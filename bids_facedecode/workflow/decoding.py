@@ -29,6 +29,7 @@ import pandas as pd
 
 from .. import decode, gender, reliability, ridge, selection
 from ..bidsio.labels import stimulus_genders
+from ..bidsio.outputs import SavedDecoder, load_decoder
 from ..bidsio.simulation_truth import read_simulation_truth
 from ..config import Settings
 from ..errors import DataError, UsageError
@@ -36,7 +37,7 @@ from ..glm import FoldAccumulator, block_betas, present_columns, whiten
 from .evaluation import EvalContext, evaluate_decoded
 from .folds import cv_folds_of_runs, half_of_runs
 from .inputs import ParticipantInputs
-from .reuse import SavedDecoder, load_decoder, voxel_index
+from .reuse import voxel_index
 from .ridge_inputs import choose_region_ridge, fold_maps
 from .spaces import JointLatents, LatentSpace
 from .truth_ceiling import TruthCeiling
@@ -56,7 +57,20 @@ class Analyses:
     cv_kind: str = ""
     rois: dict[str, np.ndarray] = field(default_factory=dict)   # region -> bool (V,)
     saved: dict[str, SavedDecoder] = field(default_factory=dict)  # space -> decoder
+    atlas: object | None = None                                   # roi.Atlas of --roi-atlas
     truth: TruthCeiling | None = None  # simulated data: the true-weights ceiling
+
+    def map_to_mask(self, mask_img, bids_dir, inputs: ParticipantInputs) -> None:
+        """What needs the analysis mask, once it is known: the atlas's regions over its voxels
+        and, on a simulated dataset, the simulator's truth at them."""
+        if self.atlas is not None:
+            from ..roi import roi_masks
+
+            self.rois = roi_masks(self.atlas, mask_img)
+        truth = read_simulation_truth(bids_dir, inputs.subject, mask_img)
+        if truth is not None:
+            self.truth = TruthCeiling(truth, inputs.test_ids, inputs.train_ids, inputs.runs[0].bold,
+                                      np.asarray(mask_img.dataobj).astype(bool))
 
 
 def load_saved_decoders(settings: Settings) -> dict[str, SavedDecoder]:
@@ -70,12 +84,19 @@ def load_saved_decoders(settings: Settings) -> dict[str, SavedDecoder]:
     return saved
 
 
-def plan_analyses(settings: Settings, inputs: ParticipantInputs, mask_img,
+def plan_analyses(settings: Settings, inputs: ParticipantInputs, mask_img=None,
                   saved: dict[str, SavedDecoder] | None = None) -> Analyses:
     """Decide the extra accumulators and regions of a participant before the data pass.
 
-    ``saved`` are the ``--decoder-from`` decoders by space (:func:`load_saved_decoders`; read
-    here when omitted).
+    Reads no BOLD data: the options are checked against the participant's runs and the atlas
+    is read here, its regions mapped onto the analysis mask when ``mask_img`` is given (or
+    later, :meth:`Analyses.map_to_mask`). ``saved`` are the ``--decoder-from`` decoders by
+    space (:func:`load_saved_decoders`; read here when omitted).
+
+    Raises
+    ------
+    UsageError, DataError, NoInputError
+        An option these runs cannot support, a missing or unreadable atlas.
     """
     for d in settings.decoders:
         if d not in DECODERS:
@@ -94,13 +115,11 @@ def plan_analyses(settings: Settings, inputs: ParticipantInputs, mask_img,
         folds, out.cv_kind = cv_folds_of_runs(inputs.runs)
         out.cv = FoldAccumulator(folds, "ridge cross-validation")
     if settings.roi_atlas is not None:
-        from ..roi import load_atlas, roi_masks
+        from ..roi import load_atlas
 
-        out.rois = roi_masks(load_atlas(settings.roi_atlas, settings.roi_labels), mask_img)
-    truth = read_simulation_truth(settings.bids_dir, inputs.subject, mask_img)
-    if truth is not None:
-        out.truth = TruthCeiling(truth, inputs.test_ids, inputs.train_ids, inputs.runs[0].bold,
-                                 np.asarray(mask_img.dataobj).astype(bool))
+        out.atlas = load_atlas(settings.roi_atlas, settings.roi_labels)
+    if mask_img is not None:
+        out.map_to_mask(mask_img, settings.bids_dir, inputs)
     return out
 
 

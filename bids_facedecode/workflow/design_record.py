@@ -1,8 +1,9 @@
 """The design matrix of one run as a labelled table, kept with the outputs for the report.
 
-The GLM streams runs and never keeps a design; this rebuilds the first run's design with the
-same call :func:`bids_facedecode.workflow.streaming.fit_joint_glm` makes, and names its columns
-for people (``<space>_z<k>``, ``test_<file stem>``) instead of the joint internal names.
+The GLM streams runs and never keeps a design; the first run's design is built again by the
+function the data pass calls, with the same arguments
+(:func:`bids_facedecode.workflow.streaming.run_design`: confounds included), and its columns
+are named for people (``<space>_z<k>``, ``test_<file stem>``) instead of the joint internal names.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from ..config import Settings
-from ..design import build_run_design
 from .inputs import ParticipantInputs
 from .spaces import JointLatents
+from .streaming import run_design
 
 
 @dataclass
@@ -54,13 +55,9 @@ def first_run_design(inputs: ParticipantInputs, latents: JointLatents, settings:
         ``matrix`` has shape (T, P + K): the shared columns (latents, face, test, imagery,
         nuisance trial types) then the run-specific ones (cosine drift, intercept, confounds).
     """
-    run, trials = inputs.runs[0], inputs.trials[0]
+    run = inputs.runs[0]
     frame_times = np.arange(run.n_scans) * run.t_r
-    design = build_run_design(
-        trials, frame_times, latents.train, inputs.test_ids, inputs.imagery_ids,
-        inputs.nuisance_kinds, latent_dim=latents.total_dim, run_label=run.label.replace(" ", "_"),
-        high_pass=settings.high_pass,
-    )
+    design = run_design(inputs, latents, settings, 0)
     names = _readable_names(list(design.shared_names), latents, inputs) + list(design.nuisance_names)
     matrix = pd.DataFrame(np.hstack([design.shared, design.nuisance]), columns=names,
                           index=pd.Index(frame_times, name="frame_time"))

@@ -2,10 +2,8 @@
 
 A lab fits the brain-to-latent map once and decodes a later session (or another dataset
 in the same space) with it: the new data's GLM gives the test and imagery betas, the saved
-map ``W`` over the saved voxels decodes them. The saved ``_decoder.npz`` holds ``W``
-(``(D+1, n_sel)``), ``selected`` (indices into its ``mask``), ``z_mean``, ``mask`` (3D bool),
-``affine``, ``space``, ``decoder``, ``ridge`` and the gender axis of the fit (``gender_axis``,
-``gender_midpoint``; empty when the fit had no gender labels).
+map ``W`` over the saved voxels decodes them. The ``_decoder.npz`` file is written and read by
+:mod:`bids_facedecode.bidsio.outputs` (:class:`~bids_facedecode.bidsio.outputs.SavedDecoder`).
 
 The new data need not have enough training trials for a latent map (a short later session, or
 one of test and imagery trials only): when every space has its saved decoder, their GLM then has
@@ -18,80 +16,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from ..errors import DataError, NoInputError
+from ..bidsio.outputs import SavedDecoder
+from ..errors import DataError
 
 LOG = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SavedDecoder:
-    """A decoder written by the participant level."""
-
-    path: Path
-    space: str
-    W: np.ndarray          # (D+1, n_sel), rows z1..zD, face
-    selected: np.ndarray   # (n_sel,) indices into mask[mask]
-    z_mean: np.ndarray     # (D,)
-    mask: np.ndarray       # 3D bool
-    affine: np.ndarray     # (4, 4)
-    decoder: str = "ols"
-    ridge: float = 0.0
-    gender_axis: np.ndarray | None = None      # (D,) male − female, when the fit had labels
-    gender_midpoint: np.ndarray | None = None  # (D,)
-
-    @property
-    def latent_dim(self) -> int:
-        return int(self.W.shape[0] - 1)
-
-    def mask_image(self) -> nib.Nifti1Image:
-        """The saved analysis mask as a NIfTI image."""
-        return nib.Nifti1Image(self.mask.astype(np.uint8), self.affine)
-
-
-def load_decoder(path: Path) -> SavedDecoder:
-    """Read a ``_decoder.npz`` written by the participant level.
-
-    Raises
-    ------
-    NoInputError, DataError
-        Missing file, or a file without the decoder's arrays.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise NoInputError(f"{path}: --decoder-from file not found")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            data = {k: f[k] for k in f.files}
-    except Exception as exc:
-        raise DataError(f"{path}: not a readable decoder file ({exc})") from exc
-    missing = [k for k in ("W", "selected", "z_mean", "mask", "affine", "space") if k not in data]
-    if missing:
-        raise DataError(f"{path}: not a bids_facedecode decoder (missing {', '.join(missing)})")
-    W = np.asarray(data["W"], np.float64)
-    sel = np.asarray(data["selected"], np.int64)
-    mask = np.asarray(data["mask"]).astype(bool)
-    if W.ndim != 2 or W.shape[1] != sel.size or data["z_mean"].size != W.shape[0] - 1:
-        raise DataError(f"{path}: inconsistent decoder arrays (W {W.shape}, {sel.size} voxels, "
-                        f"z_mean {data['z_mean'].shape})")
-    if mask.ndim != 3 or sel.size and (sel.min() < 0 or sel.max() >= mask.sum()):
-        raise DataError(f"{path}: selected voxels do not index the saved mask")
-    axis = midpoint = None
-    D = W.shape[0] - 1
-    if "gender_axis" in data and "gender_midpoint" in data and data["gender_axis"].size:
-        axis = np.asarray(data["gender_axis"], np.float64).ravel()
-        midpoint = np.asarray(data["gender_midpoint"], np.float64).ravel()
-        if axis.size != D or midpoint.size != D:
-            raise DataError(f"{path}: gender axis of {axis.size} dimensions for a decoder of D={D}")
-    return SavedDecoder(path, str(data["space"]), W, sel, np.asarray(data["z_mean"], np.float64),
-                        mask, np.asarray(data["affine"], np.float64),
-                        str(data["decoder"]) if "decoder" in data else "ols",
-                        float(data["ridge"]) if "ridge" in data else 0.0, axis, midpoint)
 
 
 def check_grid(saved: SavedDecoder, shape: tuple[int, ...], affine: np.ndarray, where: str) -> None:

@@ -110,7 +110,9 @@ class _Progress:
                  self.subject, i + 1, self.n_runs, self.done, self.total, elapsed, left)
 
 
-def _design(inputs: ParticipantInputs, latents: JointLatents, settings: Settings, k: int):
+def run_design(inputs: ParticipantInputs, latents: JointLatents, settings: Settings,
+               k: int) -> RunDesign:
+    """The design of run ``k`` as the GLM fits it (the report shows run 0's)."""
     run = inputs.runs[k]
     frame_times = np.arange(run.n_scans) * run.t_r
     return build_run_design(
@@ -211,7 +213,7 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
     longest = max(r.n_scans for r in runs)
     t0 = time.perf_counter()
 
-    first = _design(inputs, latents, settings, 0)
+    first = run_design(inputs, latents, settings, 0)
     plan = stream_plan(partitions, len(runs))
     ar1 = settings.noise_model == "ar1"
     sample = noise.sample_voxels(n_vox)
@@ -243,7 +245,7 @@ def fit_joint_glm(inputs: ParticipantInputs, latents: JointLatents, mask: np.nda
             Y = load_masked_run_cached(run.bold, mask, cache_dir, out=buf)
             if Y.shape[0] != run.n_scans:
                 raise DataError(f"{run.bold}: {Y.shape[0]} volumes, header says {run.n_scans}")
-            design = first if k == 0 else _design(inputs, latents, settings, k)
+            design = first if k == 0 else run_design(inputs, latents, settings, k)
             return LoadedRun(Y, buf, design, run_ar1(design, Y, sample) if ar1 else 0.0)
         except BaseException:
             free.put(buf)

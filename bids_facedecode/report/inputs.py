@@ -8,29 +8,25 @@ tables and every participant's metrics. A file that is missing or unreadable is 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .results import find_metrics_files
-
-_ENTITY = re.compile(r"^([a-zA-Z]+)-([a-zA-Z0-9]+)$")
-
-
-def parse_bids_name(name: str) -> tuple[dict[str, str], str, str]:
-    """``sub-01_task-faces_desc-pca_stat-F_statmap.nii.gz`` ->
-    ``({"sub": "01", "task": "faces", "desc": "pca", "stat": "F"}, "statmap", ".nii.gz")``."""
-    stem, dot, ext = name.partition(".")
-    parts = stem.split("_")
-    entities = {}
-    for part in parts[:-1]:
-        m = _ENTITY.match(part)
-        if m:
-            entities[m.group(1)] = m.group(2)
-    return entities, parts[-1], dot + ext
+from ..bidsio.derivatives import parse_bids_name
+from ..bidsio.outputs import (
+    ParticipantMetrics,
+    ParticipantPaths,
+    config_log_path,
+    find_metrics_files,
+    group_tables,
+    output_subjects,
+    participant_report_path,
+    read_metrics,
+    read_metrics_table,
+)
+from ..errors import DataError
 
 
 @dataclass
@@ -51,7 +47,7 @@ class ParticipantRecord:
     task: str
     output_dir: Path
     config: dict = field(default_factory=dict)
-    metrics: dict[str, dict] = field(default_factory=dict)             # space -> metrics JSON
+    metrics: dict[str, ParticipantMetrics] = field(default_factory=dict)  # space -> metrics
     decoding: dict[str, pd.DataFrame] = field(default_factory=dict)    # space -> decoding TSV
     maps: list[MapFile] = field(default_factory=list)
     brain_mask: Path | None = None
@@ -97,34 +93,25 @@ def _read_png(path: Path, problems: list[str]) -> np.ndarray | None:
         return None
 
 
-def report_subjects(output_dir: Path) -> list[str]:
-    """Labels of the participants with outputs (a ``sub-<label>`` folder) in ``output_dir``."""
-    return sorted(p.name[4:] for p in Path(output_dir).glob("sub-*") if p.is_dir())
-
-
-def participant_report_path(output_dir: Path, subject: str) -> Path:
-    """``output_dir/sub-<label>.html``."""
-    return Path(output_dir) / f"sub-{subject}.html"
-
-
-def group_report_path(output_dir: Path) -> Path:
-    """``output_dir/group.html``."""
-    return Path(output_dir) / "group.html"
-
-
 def read_participant_record(output_dir: Path, subject: str, task: str) -> ParticipantRecord:
     """Read one participant's derivatives (see :class:`ParticipantRecord`)."""
     out = Path(output_dir)
     rec = ParticipantRecord(subject, task, out)
     probs = rec.problems
-    root = out / f"sub-{subject}"
-    rec.config = _read_json(out / "logs" / f"sub-{subject}_config.json", probs)
+    paths = ParticipantPaths(out, subject, task)
+    root = paths.root
+    rec.config = _read_json(paths.config_log, probs)
     rec.dataset_description = _read_json(out / "dataset_description.json", probs)
     for path in sorted(root.glob(f"sub-{subject}_*_metrics.json")):
         ents, _, _ = parse_bids_name(path.name)
-        doc = _read_json(path, probs)
-        if ents.get("task") == task and doc:
-            rec.metrics[doc.get("space", ents.get("desc", "?"))] = doc
+        if ents.get("task") != task:
+            continue
+        try:
+            doc = read_metrics(path)
+        except DataError as exc:
+            probs.append(str(exc))
+            continue
+        rec.metrics[doc.space] = doc
     if not rec.metrics:
         probs.append(f"{root}: no metrics file for task '{task}'")
     spaces = set(rec.metrics)
@@ -207,23 +194,21 @@ class GroupRecord:
 
 def read_group_record(output_dir: Path, task: str) -> GroupRecord:
     """Read the group tables and the participants' metrics, configs and image tiles."""
-    from .results import read_metrics_table
-
     out = Path(output_dir)
     table = read_metrics_table(out, task)
     table["subject"] = table["subject"].astype(str)
     rec = GroupRecord(task, out, table)
-    for path in sorted((out / "group").glob(f"group_task-{task}_*.tsv")):
+    for path in group_tables(out, task):
         t = _read_tsv(path, rec.problems)
         if t is not None:
             rec.tables[parse_bids_name(path.name)[1]] = t
     rec.dataset_description = _read_json(out / "dataset_description.json", rec.problems)
     with_metrics = {p.parent.name[4:] for p in find_metrics_files(out)}
-    for sub in report_subjects(out):
+    for sub in output_subjects(out):
         if sub not in with_metrics:
             rec.incomplete.append(sub)
             continue
-        rec.configs[sub] = _read_json(out / "logs" / f"sub-{sub}_config.json", rec.problems)
+        rec.configs[sub] = _read_json(config_log_path(out, sub), rec.problems)
         if participant_report_path(out, sub).is_file():
             rec.reports[sub] = participant_report_path(out, sub).name
         tiles = {}
