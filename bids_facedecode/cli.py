@@ -63,11 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     An unknown analysis level raises :class:`~bids_facedecode.errors.AnalysisLevelError` out of
     ``parse_args`` (exit code 17) instead of argparse's usage error.
     """
-    from .device import DEVICE_CHOICES
-    from .glm import NOISE_MODELS, PRECISIONS
-    from .latents.registry import LATENT_SPACES
-    from .selection import CORRECTIONS
-    from .workflow.decoding import DECODERS, SELECTIONS
+    from .config import (
+        CORRECTIONS,
+        DECODERS,
+        DEVICE_CHOICES,
+        LATENT_SPACES,
+        NOISE_MODELS,
+        PRECISIONS,
+        SELECTIONS,
+    )
 
     p = argparse.ArgumentParser(
         prog="bids_facedecode",
@@ -269,7 +273,7 @@ def _roi_atlas_settings(args: argparse.Namespace) -> dict:
 
 def settings_from_args(args: argparse.Namespace, argv: list[str]) -> Settings:
     """Check paths and combinations the parser cannot, and build :class:`Settings`."""
-    from .latents.registry import LATENT_SPACES
+    from .config import LATENT_SPACES
 
     bids_dir = args.bids_dir.expanduser().resolve()
     output_dir = args.output_dir.expanduser().resolve()
@@ -323,7 +327,8 @@ def settings_from_args(args: argparse.Namespace, argv: list[str]) -> Settings:
 
 def LATENT_SPACES_AVAILABLE() -> list[str]:  # noqa: N802 - reads like a constant at the call site
     """Spaces with a model shipped in the package, in the default decoding order."""
-    from .latents.registry import LATENT_SPACES, shipped_models
+    from .config import LATENT_SPACES
+    from .latents.registry import shipped_models
 
     shipped = shipped_models()
     return [s for s in LATENT_SPACES if s in shipped]

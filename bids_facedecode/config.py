@@ -8,8 +8,24 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_TASK = "faces"
+# The values each setting accepts, defined here (a module without heavy imports, so that
+# ``--help`` and usage errors need no torch) and re-exported by the modules that implement them.
 #: The BIDS-App analysis levels this app runs.
 ANALYSIS_LEVELS = ("participant", "group")
+#: The latent spaces of the model kinds, in the order the app decodes them by default.
+LATENT_SPACES = ("vaegan", "pca")
+#: Decoders of the inverse map (``workflow.decoding``).
+DECODERS = ("ols", "wls", "ridge")
+#: Voxel selections (``workflow.decoding``, ``selection``).
+SELECTIONS = ("ftest", "noiseceiling", "paper")
+#: Multiple-comparison corrections of the paper's selection (``selection``).
+CORRECTIONS = ("uncorrected", "fdr")
+#: Arithmetic of the GLM's per-run products (``glm``).
+PRECISIONS = ("double", "mixed")
+#: Noise models of the GLM (``glm.noise``).
+NOISE_MODELS = ("ar1", "ols")
+#: Device requests (``device.select_device``).
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)

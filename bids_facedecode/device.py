@@ -16,7 +16,6 @@ from .errors import UsageError
 DATA_DTYPE = torch.float32
 GRAM_DTYPE = torch.float64
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
 def cuda_available() -> bool:

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from .config import CORRECTIONS
 from .errors import UsageError
-
-CORRECTIONS = ("uncorrected", "fdr")
 
 
 def significant(p: np.ndarray, alpha: float, correction: str = "uncorrected") -> np.ndarray:

@@ -74,16 +74,31 @@ def test_underscore_aliases_of_fmriprep():
 
 
 def test_choices_come_from_the_modules():
-    from bids_facedecode.device import DEVICE_CHOICES
-    from bids_facedecode.glm import NOISE_MODELS, PRECISIONS
-    from bids_facedecode.selection import CORRECTIONS
+    """One definition of each setting's values (config), the parser's choices and the modules'."""
+    from bids_facedecode import config, selection
+    from bids_facedecode.glm import NOISE_MODELS, PRECISIONS, normal_equations
     from bids_facedecode.workflow.decoding import DECODERS, SELECTIONS
 
     choices = {a.dest: tuple(a.choices) for a in build_parser()._actions if a.choices}
-    assert choices == {"analysis_level": ("participant", "group"), "decoders": DECODERS,
-                       "voxel_selection": SELECTIONS, "selection_correction": CORRECTIONS,
-                       "device": DEVICE_CHOICES, "noise_model": NOISE_MODELS,
-                       "glm_precision": PRECISIONS}
+    assert choices == {"analysis_level": config.ANALYSIS_LEVELS, "decoders": config.DECODERS,
+                       "voxel_selection": config.SELECTIONS,
+                       "selection_correction": config.CORRECTIONS,
+                       "device": config.DEVICE_CHOICES, "noise_model": config.NOISE_MODELS,
+                       "glm_precision": config.PRECISIONS}
+    # the modules that implement them use the same objects
+    assert (DECODERS, SELECTIONS, NOISE_MODELS, PRECISIONS, selection.CORRECTIONS) == (
+        config.DECODERS, config.SELECTIONS, config.NOISE_MODELS, normal_equations.PRECISIONS,
+        config.CORRECTIONS)
+
+
+def test_the_parser_needs_no_torch():
+    """--help and usage errors answer without importing torch (seconds on a loaded machine)."""
+    import subprocess
+    import sys
+
+    code = "import sys, bids_facedecode.cli as c; c.build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_defaults_and_options():

@@ -36,7 +36,8 @@ import torch
 from scipy.optimize import brentq
 from scipy.signal import lfilter
 
-NOISE_MODELS = ("ar1", "ols")
+from ..config import NOISE_MODELS  # noqa: F401  (re-exported: the noise models implemented here)
+
 #: voxels of a run whose residuals give its AR(1) coefficient
 AR1_SAMPLE_VOXELS = 2048
 #: estimates are clipped to this interval (a stationary, invertible filter)

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..config import PRECISIONS
 from ..device import GRAM_DTYPE
 from ..errors import DataError, UsageError
 from ..tensors import as_tensor
 
-PRECISIONS = ("double", "mixed")
 # a scaled Gram matrix whose smallest/largest eigenvalue ratio falls below this is singular
 RCOND = 1e-10
 

@@ -17,11 +17,12 @@ from bids_facedecode.argtypes import nonneg_int as _nonneg_int
 from bids_facedecode.argtypes import positive_float as _positive_float
 from bids_facedecode.argtypes import positive_int as _positive_int
 
-from ..device import DEVICE_CHOICES, select_device
+from ..config import DEVICE_CHOICES, LATENT_SPACES
+from ..device import select_device
 from ..errors import EXIT_FAILURE, EXIT_SUCCESS, FaceDecodeError, UsageError
 from .datasets import FaceImages
 from .refine import refine_saved_model
-from .registry import LATENT_SPACES, load_latent_model
+from .registry import load_latent_model
 from .train import TrainOptions, train_pca, train_vaegan
 from .vaegan import VAEGANModel
 from .vaegan_nets import TRAINABLE, get_arch

@@ -12,8 +12,6 @@ from .pca import PCAModel
 from .vaegan import VAEGANModel
 
 MODEL_KINDS: dict[str, type[LatentModel]] = {"pca": PCAModel, "vaegan": VAEGANModel}
-#: The latent spaces of the model kinds, in the order the app decodes them by default.
-LATENT_SPACES = ("vaegan", "pca")
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
 
 

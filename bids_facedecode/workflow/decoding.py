@@ -31,7 +31,7 @@ from .. import decode, gender, reliability, ridge, selection
 from ..bidsio.labels import stimulus_genders
 from ..bidsio.outputs import SavedDecoder, load_decoder
 from ..bidsio.simulation_truth import read_simulation_truth
-from ..config import Settings
+from ..config import DECODERS, SELECTIONS, Settings
 from ..errors import DataError, UsageError
 from ..glm import FoldAccumulator, block_betas, present_columns, whiten
 from .evaluation import EvalContext, evaluate_decoded
@@ -44,8 +44,6 @@ from .truth_ceiling import TruthCeiling
 
 LOG = logging.getLogger(__name__)
 FACE = "face"
-DECODERS = ("ols", "wls", "ridge")
-SELECTIONS = ("ftest", "noiseceiling", "paper")
 
 
 @dataclass
