@@ -41,6 +41,7 @@ from .provenance import collect_warnings
 from .runtime import settle
 from .workflow.decoding import SpaceResult, decode_space, load_saved_decoders, plan_analyses
 from .workflow.design_record import first_run_design
+from .workflow.encoding_participant import participant_encoding
 from .workflow.inputs import ParticipantInputs, collect_inputs
 from .workflow.reuse import reuse_mask
 from .workflow.spaces import LatentSpace, compute_latents, open_spaces
@@ -59,6 +60,7 @@ class ParticipantResult:
     timings: dict[str, float]
     warnings: list[str] = field(default_factory=list)
     design: object | None = None  # workflow.design_record.DesignRecord of the first run (report)
+    encoding: object | None = None  # workflow.encoding_participant.ParticipantEncoding
 
 
 def analyse_participant(settings: Settings, layout, subject: str, spaces: list[LatentSpace],
@@ -106,7 +108,11 @@ def analyse_participant(settings: Settings, layout, subject: str, spaces: list[L
     t2 = time.perf_counter()
     results = {s.name: decode_space(s, ne, inputs, latents, settings, analyses) for s in spaces}
     timings["decode"] = time.perf_counter() - t2
+    t3 = time.perf_counter()
+    encoding = participant_encoding(ne, latents, inputs, analyses, settings)  # no data pass
+    timings["encoding"] = time.perf_counter() - t3
     result = ParticipantResult(subject, inputs, mask_img, results, describe_device(device), timings)
+    result.encoding = encoding
     result.design = first_run_design(inputs, latents, settings)
     return result
 

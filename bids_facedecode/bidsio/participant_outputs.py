@@ -125,6 +125,10 @@ def write_participant_outputs(result, settings, root: Path | None = None) -> lis
         written.append(_write_grid(p, ents, "allspaces",
                                    [("shown", recon[0][1].shown)] + [(n, r.reconstructions) for n, r in recon]))
     written += _write_report_inputs(result, settings, p)
+    if getattr(result, "encoding", None) is not None:  # before the metrics: a complete set
+        from .encoding_outputs import write_encoding_outputs
+        written += write_encoding_outputs(result.encoding, p["func"], {**ents, "space": space},
+                                          result.mask_img, {"Sources": sources, **noise})
     for name, res in result.spaces.items():
         doc = {
             "subject": sub, "task": settings.task, "space": name, "version": __version__,
