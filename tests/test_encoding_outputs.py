@@ -75,7 +75,7 @@ def test_every_space_has_its_maps_with_sidecars(encoded):
     for space in SPACES:
         paths = encoding_paths(_func(out, "01"), _ents("01"), space)
         assert set(paths) == {"r", "r2", "r_ceiling", "r2_ceiling", "p", "significant"}
-        for kind, path in paths.items():
+        for path in paths.values():
             img = nib.load(path)
             assert img.shape == mask.shape and np.allclose(img.affine, mask.affine)
             side = json.loads(path.with_name(path.name.replace(".nii.gz", ".json")).read_text())
