@@ -188,6 +188,9 @@ def run_group(settings: Settings) -> int:
     write_tsv(Path(f"{prefix}_stats.tsv"), summary)
     write_tsv(Path(f"{prefix}_paired.tsv"), paired)
     write_tsv(Path(f"{prefix}_statistics.tsv"), tidy_statistics(table, summary, paired))
+    from .encoding_group import run_encoding_group
+
+    run_encoding_group(out, settings.task)  # from the participants' encoding tables
     from .report.group_report import write_group_report
 
     # built from the files just written; a report failure is logged, never fatal

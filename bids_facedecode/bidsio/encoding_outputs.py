@@ -157,3 +157,37 @@ def write_encoding_outputs(enc, func: Path, ents: dict, mask_img, extra: dict | 
         written.append(write_json(paths[key].with_suffix(".json"), {**sidecar, **common}))
         written.append(write_tsv(paths[key], table.reindex(columns=list(columns))))
     return written
+
+
+def find_paired_tables(output_dir: Path, task: str) -> dict[str, Path]:
+    """Every participant's paired encoding table in ``output_dir``, by participant label."""
+    found = {}
+    for path in sorted(Path(output_dir).glob(f"sub-*/func/sub-*_task-{task}_desc-{PAIRED_DESC}"
+                                             "_regions.tsv")):
+        found[path.parent.parent.name[4:]] = path
+    return found
+
+
+def regions_table(paired: Path) -> Path:
+    """The region table beside a participant's paired table."""
+    paired = Path(paired)
+    return paired.with_name(paired.name.replace(f"desc-{PAIRED_DESC}_", f"desc-{REGIONS_DESC}_"))
+
+
+def find_r2_maps(output_dir: Path, task: str, space: str) -> dict[str, Path]:
+    """Every participant's encoding R² map of ``space`` (any input ``space-`` entity)."""
+    found = {}
+    for path in sorted(Path(output_dir).glob(f"sub-*/func/sub-*_task-{task}*_desc-{space}encoding"
+                                             "_stat-rsquared_statmap.nii.gz")):
+        found[path.parent.parent.name[4:]] = path
+    return found
+
+
+def group_paths(output_dir: Path, task: str, spaces: list[str]) -> dict[str, Path]:
+    """``group/group_task-<t>_encoding.tsv`` (key ``table``) and each space's mean R² map."""
+    folder = Path(output_dir) / "group"
+    out = {"table": folder / f"group_task-{task}_encoding.tsv"}
+    for space in spaces:
+        out[space] = folder / (f"group_task-{task}_desc-{space}encoding_stat-rsquared"
+                               "_statmap.nii.gz")
+    return out
