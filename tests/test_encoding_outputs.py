@@ -193,3 +193,62 @@ def test_a_forward_map_fitted_on_the_test_images_fails_the_control_check(encoded
     broken = encoding_participant.encode_participant(ne, latents, inputs.test_ids,
                                                      analyses.halves, rois, 300, 1000, 0)
     assert not control_at_chance(broken.regions)
+
+
+def test_the_participant_report_lays_out_every_space_and_pair(encoded):
+    _, out, _ = encoded
+    html = (out / "sub-01.html").read_text()
+    assert 'id="encoding"' in html and "which space predicts" in html
+    regions = _regions(out, "01")
+    for space in SPACES:  # every cell of the written region table is in the report
+        for region in ("faceresponsive", "control"):
+            value = regions[(regions["space"] == space) & (regions["region"] == region)]["mean_r2"]
+            assert (f'data-space="{space}" data-region="{region}" data-col="mean_r2" '
+                    f'data-value="{value.iloc[0]:.6g}') in html
+    for a, b in (("pca", "params"), ("pca", "rand"), ("params", "rand")):
+        assert f'data-pair="{a}-{b}" data-region="faceresponsive"' in html
+    section = html[html.index('id="encoding"'):]
+    assert 'alt="encoding maps" src="data:image/png' in section[:section.index("</section>")]
+
+
+def test_group_compares_every_pair_across_participants(encoded):
+    from bids_facedecode.group import against_chance
+
+    _, out, _ = encoded
+    table = pd.read_csv(out / "group" / "group_task-faces_encoding.tsv", sep="\t")
+    assert set(zip(table["space_a"], table["space_b"], strict=True)) == {
+        ("pca", "params"), ("pca", "rand"), ("params", "rand")}
+    row = table[(table["space_a"] == "pca") & (table["space_b"] == "rand")
+                & (table["region"] == "faceresponsive")].iloc[0]
+    deltas = []
+    for sub in ("01", "02"):  # recomputed from the participants' paired tables
+        p = pd.read_csv(table_paths(_func(out, sub), _ents(sub))["paired"], sep="\t")
+        deltas.append(p[(p["space_a"] == "pca") & (p["space_b"] == "rand")
+                        & (p["region"] == "faceresponsive")]["delta_r2"].iloc[0])
+    ref = against_chance(np.array(deltas), 0.0, "two-sided")
+    assert row["n"] == 2 and row["mean_delta_r2"] == pytest.approx(np.mean(deltas), rel=1e-4)
+    assert row["p_t"] == pytest.approx(ref["p_t"], rel=1e-3)
+    assert row["n_a_better"] == 2 and row["n_b_better"] == 0
+    for space in SPACES:  # the participants share the simulator's grid: mean maps exist
+        mean = nib.load(out / "group" / f"group_task-faces_desc-{space}encoding_stat-rsquared"
+                        "_statmap.nii.gz")
+        maps = [np.nan_to_num(np.asarray(nib.load(encoding_paths(_func(out, s), _ents(s), space)
+                                                  ["r2"]).dataobj)) for s in ("01", "02")]
+        assert np.allclose(np.asarray(mean.dataobj), np.mean(maps, axis=0), atol=1e-6)
+    html = (out / "group.html").read_text()
+    assert 'id="encoding-group-table"' in html and 'alt="group encoding maps"' in html
+
+
+def test_group_pairs_agree_when_participants_list_spaces_in_another_order(tmp_path):
+    from bids_facedecode.encoding_group import paired_group_table, read_paired
+
+    cols = ["space_a", "space_b", "region", "mean_r2_a", "mean_r2_b", "delta_r2"]
+    rows = {"01": ["x", "y", "all", 0.3, 0.1, 0.2], "02": ["y", "x", "all", 0.2, 0.5, -0.3]}
+    tables = {}
+    for sub, r in rows.items():
+        tables[sub] = tmp_path / f"{sub}.tsv"
+        pd.DataFrame([r], columns=cols).to_csv(tables[sub], sep="\t", index=False)
+    g = paired_group_table(read_paired(tables, ["x", "y"])).iloc[0]
+    assert (g["space_a"], g["space_b"]) == ("x", "y")
+    assert g["mean_delta_r2"] == pytest.approx(0.25) and g["n_a_better"] == 2
+    assert g["mean_r2_a"] == pytest.approx(0.4)

@@ -77,11 +77,10 @@ def encode_participant(ne, latents, test_ids: list[str], halves=None,
 
     Parameters
     ----------
-    ne : NormalEquations
-        The participant's accumulated GLM (every space's latent block side by side).
-    latents : JointLatents
+    ne, latents : NormalEquations, JointLatents
+        The one accumulated GLM of the participant (all latent blocks) and the spaces' latents.
     test_ids : list of str
-        Test-image identities in the order of ``latents.test``.
+        The test images, row by row of ``latents.test``.
     halves : FoldAccumulator, optional
         The split halves (odd/even runs); without them the maps are least squares and no
         ceiling-relative scores are defined.
