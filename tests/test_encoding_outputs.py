@@ -252,3 +252,16 @@ def test_group_pairs_agree_when_participants_list_spaces_in_another_order(tmp_pa
     assert (g["space_a"], g["space_b"]) == ("x", "y")
     assert g["mean_delta_r2"] == pytest.approx(0.25) and g["n_a_better"] == 2
     assert g["mean_r2_a"] == pytest.approx(0.4)
+
+
+def test_no_encoding_skips_the_analysis():
+    from types import SimpleNamespace
+
+    from bids_facedecode.cli import build_parser
+    from bids_facedecode.workflow.encoding_participant import participant_encoding
+
+    assert build_parser().parse_args(["b", "o", "participant"]).no_encoding is False
+    assert build_parser().parse_args(["b", "o", "participant", "--no-encoding"]).no_encoding
+    inputs = SimpleNamespace(subject="01", test_ids=["a", "b", "c"])
+    assert participant_encoding(None, SimpleNamespace(latent_block=True), inputs, None,
+                                SimpleNamespace(encoding=False)) is None

@@ -164,8 +164,10 @@ def _paired_table(encs, B, voxels: dict[str, np.ndarray], n_perm: int,
 
 
 def participant_encoding(ne, latents, inputs, analyses, settings) -> ParticipantEncoding | None:
-    """:func:`encode_participant` with the run's settings; None when the model has no latent
-    block (data decoded with saved decoders only) or too few test images."""
+    """:func:`encode_participant` with the run's settings; None with ``--no-encoding``, when the
+    model has no latent block (data decoded with saved decoders only) or too few test images."""
+    if not getattr(settings, "encoding", True):
+        return None
     if not latents.latent_block or len(inputs.test_ids) < 3:
         LOG.info("sub-%s: no encoding analysis (%s)", inputs.subject,
                  "no latent block in the GLM" if not latents.latent_block else
