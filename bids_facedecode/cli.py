@@ -179,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="random permutations of each identification and imagery permutation test; "
                           "when N! permutations of N items are no more, all are enumerated (an exact "
                           "test); the paper drew 1000000 (default: %(default)s)")
+    ana.add_argument("--no-encoding", action="store_true",
+                     help="skip the encoding analysis (each space's forward map predicting the test "
+                          "images; its ridge penalty is chosen per voxel, which costs about as much "
+                          "as the GLM for D in the hundreds)")
 
     perf = p.add_argument_group("performance")
     perf.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
@@ -317,7 +321,7 @@ def settings_from_args(args: argparse.Namespace, argv: list[str]) -> Settings:
         **_roi_atlas_settings(args),
         imagery_labels=args.imagery_labels.resolve() if args.imagery_labels else None,
         decoder_from=tuple(p.resolve() for p in args.decoder_from),
-        n_permutations=args.n_permutations,
+        n_permutations=args.n_permutations, encoding=not args.no_encoding,
         reports_only=args.reports_only,
         glm_precision=args.glm_precision, noise_model=args.noise_model,
         selection_p_face=args.selection_p_face, selection_p_latent=args.selection_p_latent,

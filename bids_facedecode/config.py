@@ -48,7 +48,7 @@ RESULT_FIELDS = (
     "high_pass", "events", "derivatives", "space", "confounds", "decoders", "voxel_selection",
     "roi_atlas", "roi_labels", "imagery_labels", "decoder_from", "n_permutations",
     "glm_precision", "bids_filter_file", "noise_model", "selection_p_face", "selection_p_latent",
-    "selection_correction",
+    "selection_correction", "encoding",
 )
 
 
@@ -91,6 +91,7 @@ class Settings:
     imagery_labels: Path | None = None
     decoder_from: tuple[Path, ...] = ()
     n_permutations: int = 1000
+    encoding: bool = True         # the encoding analysis of every space (--no-encoding: off)
     reports_only: bool = False
     glm_precision: str = "mixed"  # float32 products into float64 sums, or "double" throughout
     noise_model: str = "ar1"      # AR(1) prewhitening per run, or "ols" (white noise)

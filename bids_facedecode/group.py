@@ -185,6 +185,9 @@ def run_group(settings: Settings) -> int:
     for name, frame in (("metrics", table), ("stats", summary), ("paired", paired),
                         ("statistics", tidy_statistics(table, summary, paired))):
         write_tsv(group_table_path(out, settings.task, name), frame)
+    from .encoding_group import run_encoding_group
+
+    run_encoding_group(out, settings.task)  # from the participants' encoding tables
     from .report.group_report import write_group_report
 
     # built from the files just written; a report failure is logged, never fatal

@@ -178,6 +178,7 @@ BIDSIGNORE = (
     "# bids_facedecode outputs that the BIDS schema does not define yet\n"
     "*.html\nlogs/\ngroup/\nfigures/\n*_statmap.nii.gz\n*_statmap.json\n*_decoding.tsv\n"
     "*_decoding.mat\n*_decoder.npz\n*_metrics.json\n*_design.tsv\n*_design.json\n*_analyses.tsv\n"
+    "*_regions.tsv\n*_regions.json\n"
 )
 
 

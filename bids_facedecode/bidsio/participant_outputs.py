@@ -97,6 +97,11 @@ def write_participant_outputs(result, settings, root: Path | None = None) -> lis
             getattr(res, "decoder", "ols"), getattr(res, "ridge", 0.0), res.gender_axis,
             res.gender_midpoint)))
         written += _write_analyses(p, name, res, nii)
+    if getattr(result, "encoding", None) is not None:  # before the metrics: a complete set
+        from .encoding_outputs import write_encoding_outputs
+
+        written += write_encoding_outputs(result.encoding, p.func, {**p.ents, "space": space},
+                                          result.mask_img, {"Sources": sources, **noise})
     for name, res in result.spaces.items():
         written.append(write_metrics(p.metrics(name), metrics_record(result, settings, name, res)))
     written.append(write_json(p.config_log, {

@@ -16,6 +16,7 @@ import pandas as pd
 from .. import __version__
 from ..bidsio.outputs import group_report_path, group_tables
 from . import SafeFigures, render
+from .encoding import group_section
 from .figures import (
     CHANCE_METRICS,
     DEFINITIONS,
@@ -144,6 +145,7 @@ def build_group_report(output_dir: Path, task: str) -> str:
         tables={k: _table_view(v) for k, v in rec.tables.items()},
         distributions=_distributions(rec, metrics, figs), paired=_paired(rec, figs),
         thumbnails=_thumbnails(rec, spaces, figs), incomplete=rec.incomplete,
+        encoding=group_section(rec.output_dir, task, figs, rec.problems),
         problems=rec.problems + figs.problems,
     )
 

@@ -25,6 +25,7 @@ from .design import (
     group_correlations,
     regressor_correlations,
 )
+from .encoding import participant_section
 from .figures import (
     CHANCE_METRICS,
     DEFINITIONS,
@@ -272,6 +273,7 @@ def build_participant_report(output_dir: Path, subject: str, task: str) -> str:
         summary=_summary(rec), results=results, design=design, maps=maps, background=background,
         grid=grid, imagery=imagery, roi_tables={k: v.to_dict("split") for k, v in rec.roi_tables.items()},
         methods=methods, references=references, provenance=_provenance(rec),
+        encoding=participant_section(rec, figs),
         warnings=list(rec.config.get("warnings", [])), problems=rec.problems + figs.problems,
     )
 

@@ -20,6 +20,7 @@ from ..device import describe_device
 from .checks import CheckedParticipant, trial_shortfall
 from .decoding import SpaceResult, decode_space
 from .design_record import DesignRecord, first_run_design
+from .encoding_participant import ParticipantEncoding, participant_encoding
 from .inputs import ParticipantInputs
 from .reuse import reuse_mask
 from .spaces import LatentSpace, compute_latents
@@ -40,6 +41,7 @@ class ParticipantResult:
     timings: dict[str, float]
     warnings: list[str] = field(default_factory=list)
     design: DesignRecord | None = None  # the first run's design, as fitted
+    encoding: ParticipantEncoding | None = None  # every space's encoding accuracy (None: --no-encoding)
 
 
 def analyse_participant(settings: Settings, subject: str, checked: CheckedParticipant,
@@ -84,5 +86,8 @@ def analyse_participant(settings: Settings, subject: str, checked: CheckedPartic
     t2 = time.perf_counter()
     results = {s.name: decode_space(s, ne, inputs, latents, settings, analyses) for s in spaces}
     timings["decode"] = time.perf_counter() - t2
+    t3 = time.perf_counter()
+    encoding = participant_encoding(ne, latents, inputs, analyses, settings)  # no data pass
+    timings["encoding"] = time.perf_counter() - t3
     return ParticipantResult(subject, inputs, mask_img, results, describe_device(device), timings,
-                             design=first_run_design(inputs, latents, settings))
+                             design=first_run_design(inputs, latents, settings), encoding=encoding)
