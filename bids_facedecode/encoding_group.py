@@ -3,7 +3,7 @@
 Reads each participant's paired encoding table (``desc-encodingpaired_regions.tsv``: per pair of
 spaces and region the difference of mean encoding R², ``ΔR² = R²_a − R²_b``) and tests, per pair
 and region, the participants' ``ΔR²`` against 0 with the group level's conventions
-(:func:`bids_facedecode.group.against_chance`: one-sample t-test and Wilcoxon signed-rank, here
+(:func:`bids_facedecode.group_stats.against_chance`: one-sample t-test and Wilcoxon signed-rank, here
 two-sided since either space may be the better one). It also counts the participants where each
 space has the higher R², and averages the participants' R² maps of each space when they share a
 voxel grid.
@@ -26,6 +26,7 @@ from .bidsio.encoding_outputs import (
     group_paths,
     regions_table,
 )
+from .group_stats import against_chance
 
 LOG = logging.getLogger(__name__)
 COLUMNS = ["space_a", "space_b", "region", "n", "mean_r2_a", "mean_r2_b", "mean_delta_r2", "sd",
@@ -68,7 +69,6 @@ def paired_group_table(rows: pd.DataFrame) -> pd.DataFrame:
     -------
     DataFrame with the columns of :data:`COLUMNS`
     """
-    from .group import against_chance
 
     out = []
     for (a, b, region), g in rows.groupby(["space_a", "space_b", "region"], sort=False):

@@ -89,3 +89,17 @@ def test_app_reports_the_ceiling_beside_identification(app_run):
     assert m["pairwise_latent"]["ceiling"] > 0.9
     assert m["pairwise_latent"]["ceiling"] >= m["pairwise_latent"]["value"] - 0.05
     assert m["pixel_correlation"]["ceiling"] is None
+
+
+def test_no_ceiling_where_the_truth_has_no_signal(rng, tmp_path):
+    """A region whose voxels respond to no code feature has no ceiling (not a crash, not a number)."""
+    from bids_facedecode.bidsio.simulation_truth import SimulationTruth
+    from bids_facedecode.workflow.truth_ceiling import TruthCeiling
+
+    B, w, s, true = _problem(rng)
+    w[:-1] = 0.0
+    ids = [f"img{i}" for i in range(len(true))]
+    truth = SimulationTruth("params", w, dict(zip(ids, true, strict=True)))
+    ceiling = TruthCeiling(truth, ids, ids, tmp_path / "unused.nii.gz", np.ones(w.shape[1], bool),
+                           _scale=s)
+    assert ceiling.identification(B, np.arange(w.shape[1])) == {}

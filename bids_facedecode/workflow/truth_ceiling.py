@@ -23,6 +23,7 @@ import numpy as np
 from .. import evaluate
 from ..bidsio.bold import load_masked_run
 from ..bidsio.simulation_truth import SimulationTruth
+from ..errors import DataError
 
 LOG = logging.getLogger(__name__)
 
@@ -93,9 +94,16 @@ class TruthCeiling:
 
     def identification(self, B_test: np.ndarray, voxels: np.ndarray) -> dict[str, float]:
         """:func:`ceiling_identification` at ``voxels`` (indices into the mask) of the test betas
-        ``B_test`` (N, len(voxels))."""
+        ``B_test`` (N, len(voxels)); empty where it is not defined: no voxel of the region
+        responds to the code in the truth (every decoded vector is then constant)."""
         w = self.truth.weights[:, voxels]
+        if not np.any(w[:-1]):
+            return {}
         test_true = self.truth.features_of(self.test_ids)
         reference = self.truth.features_of(self.train_ids).mean(axis=0) if self.train_ids \
             else np.zeros(w.shape[0] - 1)
-        return ceiling_identification(B_test, w, self.scale[voxels], test_true, reference)
+        try:
+            return ceiling_identification(B_test, w, self.scale[voxels], test_true, reference)
+        except DataError as exc:  # e.g. a decoded vector constant over the features
+            LOG.info("no true-weights ceiling at %d voxels: %s", len(voxels), exc)
+            return {}
