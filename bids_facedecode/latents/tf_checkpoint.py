@@ -81,6 +81,20 @@ def _fields(buf: bytes | memoryview) -> list[tuple[int, int, object]]:
     return out
 
 
+def _message(buf, defaults: dict[int, object]) -> dict[int, object]:
+    """The singular fields of a message that ``defaults`` names (field number -> default): the
+    last value of each, as protobuf reads a repeated singular field, else its default."""
+    out = dict(defaults)
+    for field, _, value in _fields(buf):
+        if field in out:
+            out[field] = value
+    return out
+
+
+def _text(value) -> str:
+    return bytes(value).decode("utf-8", "replace")
+
+
 def _shape(buf) -> tuple[int, ...]:
     """A ``TensorShapeProto``: dims (field 2), each with ``size`` (field 1)."""
     dims = []
@@ -182,22 +196,13 @@ class CheckpointReader:
                         raise CheckpointFormatError("big-endian checkpoint")
                 continue
             name = key.decode("utf-8", "replace")
-            dtype, shape, shard, offset, size = 0, (), 0, 0, 0
-            for field, _, v in _fields(value):
-                if field == 1:
-                    dtype = int(v)
-                elif field == 2:
-                    shape = _shape(v)
-                elif field == 3:
-                    shard = int(v)
-                elif field == 4:
-                    offset = int(v)
-                elif field == 5:
-                    size = int(v)
-                elif field == 7:
-                    raise CheckpointFormatError(f"partitioned variable '{name}'")
-            self.shapes[name], self.dtypes[name] = shape, dtype
-            self._entries[name] = (shard, offset, size)
+            # BundleEntryProto: dtype, shape, shard_id, offset, size; 7: slices (partitioned)
+            m = _message(value, {1: 0, 2: None, 3: 0, 4: 0, 5: 0, 7: None})
+            if m[7] is not None:
+                raise CheckpointFormatError(f"partitioned variable '{name}'")
+            self.shapes[name] = _shape(m[2]) if m[2] is not None else ()
+            self.dtypes[name] = int(m[1])
+            self._entries[name] = (int(m[3]), int(m[4]), int(m[5]))
         self._shards = [Path(f"{prefix}.data-{i:05d}-of-{n_shards:05d}") for i in range(n_shards)]
 
     def _v2_tensor(self, name: str) -> np.ndarray:
@@ -224,28 +229,18 @@ class CheckpointReader:
             for f, _, meta in _fields(value):
                 if f != 1:
                     continue
-                name, shape, dtype = "", (), 0
-                for ff, _, v in _fields(meta):
-                    if ff == 1:
-                        name = bytes(v).decode("utf-8", "replace")
-                    elif ff == 2:
-                        shape = _shape(v)
-                    elif ff == 3:
-                        dtype = int(v)
-                self.shapes[name], self.dtypes[name] = shape, dtype
+                m = _message(meta, {1: b"", 2: None, 3: 0})  # name, shape, dtype
+                name = _text(m[1])
+                self.shapes[name] = _shape(m[2]) if m[2] is not None else ()
+                self.dtypes[name] = int(m[3])
                 self._slices[name] = []
         for _, value in entries[1:]:
             for field, _, saved in _fields(value):
                 if field != 2:
                     continue
-                name, extents, proto = "", [], None
-                for f, _, v in _fields(saved):
-                    if f == 1:
-                        name = bytes(v).decode("utf-8", "replace")
-                    elif f == 2:
-                        extents = _extents(v)
-                    elif f == 3:
-                        proto = v
+                m = _message(saved, {1: b"", 2: None, 3: None})  # name, slice, data
+                name, proto = _text(m[1]), m[3]
+                extents = _extents(m[2]) if m[2] is not None else []
                 if name not in self._slices or proto is None:
                     raise CheckpointFormatError(f"tensor slice of unknown tensor '{name}'")
                 self._slices[name].append(_V1Slice(extents, proto))
@@ -289,13 +284,8 @@ def _extents(buf) -> list[tuple[int, int]]:
     out = []
     for field, _, extent in _fields(buf):
         if field == 1:
-            start, length = 0, -1
-            for f, _, v in _fields(extent):
-                if f == 1:
-                    start = int(v)
-                elif f == 2:
-                    length = int(v)
-            out.append((start, length))
+            m = _message(extent, {1: 0, 2: -1})  # start, length (-1: all of it)
+            out.append((int(m[1]), int(m[2])))
     return out
 
 
