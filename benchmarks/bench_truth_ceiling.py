@@ -17,21 +17,21 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import torch
 
 from bids_facedecode import decode, glm
-from bids_facedecode.bidsio.bold import load_masked_run
 from bids_facedecode.bidsio.layout import index_dataset
 from bids_facedecode.bidsio.masks import compute_brain_mask
+from bids_facedecode.bidsio.simulation_truth import read_simulation_truth
 from bids_facedecode.cli import build_parser, settings_from_args
 from bids_facedecode.workflow.decoding import decode_space
 from bids_facedecode.workflow.evaluation import EvalContext, evaluate_decoded
 from bids_facedecode.workflow.inputs import collect_inputs
 from bids_facedecode.workflow.spaces import compute_latents, open_spaces
 from bids_facedecode.workflow.streaming import fit_joint_glm
+from bids_facedecode.workflow.truth_ceiling import TruthCeiling
 
 SIM = Path("sourcedata") / "simulation"
 SHOWN = ("pairwise_latent", "nway_latent", "mean_rank_latent", "pairwise_latent_uncentred",
@@ -78,10 +78,9 @@ def main(argv=None) -> int:
         B_test = betas[rows][:, res.selected]
         # the truth: PSC weights (volume 0 the face amplitude, 1..P the parameters), in BOLD
         # units S0 / 100 of the participant's first run
-        weights = nib.load(bids / SIM / f"sub-{args.subject}_desc-weights_voxelweights.nii.gz")
-        vols = np.asarray(weights.dataobj)[mask]
-        s0 = load_masked_run(inputs.runs[0].bold, mask).mean(axis=0)
-        W_true = (np.vstack([vols[:, 1:].T, vols[:, :1].T]) * s0 / 100.0)[:, res.selected]
+        truth = TruthCeiling(read_simulation_truth(bids, args.subject, mask_img), inputs.test_ids,
+                             inputs.train_ids, inputs.runs[0].bold, mask)
+        W_true = (truth.truth.weights * truth.scale)[:, res.selected]
     D = len(params)
     decoded = {"estimated map": decode.decode_latents(B_test, res.W, res.z_mean, face_index=D),
                "true weights": decode.decode_latents(B_test, W_true, res.z_mean, face_index=D)}
